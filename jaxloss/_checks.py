@@ -1,0 +1,122 @@
+"""Argument validation shared by every cost: errors at trace time, naming the argument."""
+
+from __future__ import annotations
+
+import operator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Axes = tuple[int, ...]
+
+
+def as_array(value: jax.typing.ArrayLike, name: str) -> jax.Array:
+    """Converts ``value`` to an array, or raises ``TypeError`` naming it."""
+    try:
+        return jnp.asarray(value)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be an array, got {type(value).__name__}.") from err
+
+
+def require_floating(array: jax.Array, name: str) -> None:
+    """Raises ``TypeError`` unless ``array`` has a floating dtype."""
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        raise TypeError(f"`{name}` must have a floating dtype, got {array.dtype} with shape {array.shape}.")
+
+
+def require_integer(array: jax.Array, name: str) -> None:
+    """Raises ``TypeError`` unless ``array`` has an integer dtype (bool is not an integer)."""
+    if not jnp.issubdtype(array.dtype, jnp.integer):
+        raise TypeError(f"`{name}` must have an integer dtype, got {array.dtype} with shape {array.shape}.")
+
+
+def require_real(array: jax.Array, name: str) -> None:
+    """Raises ``TypeError`` for complex or non-numeric labels."""
+    if not (
+        jnp.issubdtype(array.dtype, jnp.floating)
+        or jnp.issubdtype(array.dtype, jnp.integer)
+        or array.dtype == jnp.bool_
+    ):
+        raise TypeError(f"`{name}` must be real numbers, got {array.dtype} with shape {array.shape}.")
+
+
+def canonical_axes(axis: int | tuple[int, ...], ndim: int, name: str) -> Axes:
+    """Normalises an int or tuple ``axis`` of an ``ndim``-dimensional ``name`` to sorted non-negative ints."""
+    if isinstance(axis, (tuple, list)):
+        raw = tuple(axis)
+    else:
+        raw = (axis,)
+    axes = []
+    for a in raw:
+        try:
+            index = operator.index(a)
+        except TypeError as err:
+            raise TypeError(f"`axis` must be an int or a tuple of ints, got {axis!r}.") from err
+        if not -ndim <= index < ndim:
+            raise ValueError(f"`axis` {axis!r} is out of range for `{name}` with {ndim} dimensions.")
+        axes.append(index % ndim)
+    if not axes:
+        raise ValueError(f"`axis` must name at least one axis of `{name}`, got {axis!r}.")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"`axis` {axis!r} repeats an axis of `{name}`.")
+    return tuple(sorted(axes))
+
+
+def broadcast_shape(first: jax.Array, second: jax.Array, names: tuple[str, str]) -> tuple[int, ...]:
+    """The broadcast shape of two arrays, or a ``ValueError`` naming both shapes."""
+    try:
+        return tuple(np.broadcast_shapes(first.shape, second.shape))
+    except ValueError:
+        raise ValueError(
+            f"`{names[0]}` with shape {first.shape} and `{names[1]}` with shape {second.shape} "
+            "do not broadcast together."
+        ) from None
+
+
+def canonical_where(where: jax.typing.ArrayLike | None, shape: tuple[int, ...], axes: Axes) -> jax.Array | None:
+    """Turns ``where`` into a boolean mask of ``shape``.
+
+    As in optax, a mask with the batch shape (the class axes removed) selects examples: it is
+    expanded along ``axes``. A mask with the full number of dimensions selects elements.
+    """
+    if where is None:
+        return None
+    mask = as_array(where, "where")
+    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
+        raise TypeError(f"`where` must be a boolean mask, got {mask.dtype} with shape {mask.shape}.")
+    if mask.ndim == len(shape) - len(axes) and axes:
+        mask = jnp.expand_dims(mask, axes)
+    try:
+        np.broadcast_shapes(mask.shape, shape)
+        mask = jnp.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(f"`where` with shape {jnp.shape(where)} does not broadcast to shape {shape}.") from None
+    return mask.astype(bool)
+
+
+def compute_dtype(*arrays: jax.Array) -> jnp.dtype:
+    """The dtype the costs compute in: the widest floating input, and at least float32."""
+    floats = [a.dtype for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)]
+    dtype = jnp.dtype(jnp.float32)
+    for f in floats:
+        if jnp.finfo(f).bits > jnp.finfo(dtype).bits:
+            dtype = jnp.dtype(f)
+    return dtype
+
+
+def floating_pair(
+    inputs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, input_name: str
+) -> tuple[jax.Array, jax.Array]:
+    """Validates a floating input and real labels, broadcasts them and casts to the compute dtype.
+
+    float16 and bfloat16 are computed in float32; the cast's transpose returns gradients in the
+    input's own dtype.
+    """
+    x = as_array(inputs, input_name)
+    require_floating(x, input_name)
+    y = as_array(labels, "labels")
+    require_real(y, "labels")
+    shape = broadcast_shape(x, y, (input_name, "labels"))
+    dtype = compute_dtype(x, y)
+    return jnp.broadcast_to(x.astype(dtype), shape), jnp.broadcast_to(y.astype(dtype), shape)

@@ -1,0 +1,160 @@
+"""Numerically exact forward formulas, and the row statistics they share with the seeds.
+
+Every loss here is written as a sum of non-negative terms, so nothing cancels:
+
+* sigmoid cross-entropy, for logit ``z`` and label ``y`` in [0, 1]:
+
+  .. math::
+    \\ell(z, y) = \\begin{cases}
+      z (1 - y) + \\log(1 + e^{-z}) & z > 0 \\\\
+      -z y + \\log(1 + e^{z}) & z \\le 0
+    \\end{cases}
+
+* softmax cross-entropy. With :math:`M = \\max_j z_j` and
+  :math:`T = \\sum_j e^{z_j - M} - 1` summed *without* one arg-max term (so ``T`` carries no
+  rounding of the leading 1), :math:`\\operatorname{lse}(z) - z_j = (M - z_j) + \\log1p(T)`, and
+  both pieces are non-negative.
+
+Conventions shared by every cost: ``0 log 0 = 0``; a ``-inf`` logit is a masked class; a row
+whose logits are all ``-inf`` is a fully masked row and costs 0; a NaN anywhere in a row gives
+NaN.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Axes = tuple[int, ...]
+
+
+class SoftmaxStats(NamedTuple):
+    """Per-row statistics of a softmax, kept with ``keepdims=True``.
+
+    Attributes:
+      max: :math:`M = \\max_j z_j`.
+      rest: :math:`T = S - 1`, where :math:`S = \\sum_j e^{z_j - M} \\ge 1`, computed without
+        forming ``S`` so that small ``T`` keeps every digit.
+    """
+
+    max: jax.Array
+    rest: jax.Array
+
+
+def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
+    """Computes :math:`M` and :math:`T = \\sum_j e^{z_j - M} - 1` along ``axes``."""
+    row_max = jnp.max(logits, axis=axes, keepdims=True)
+    is_max = logits == row_max
+    exps = jnp.exp(shifted_logits(logits, row_max))
+    ties = jnp.sum(is_max, axis=axes, keepdims=True, dtype=logits.dtype)
+    rest = jnp.sum(jnp.where(is_max, 0.0, exps), axis=axes, keepdims=True) + (ties - 1.0)
+    return SoftmaxStats(row_max, rest)
+
+
+def shifted_logits(logits: jax.Array, row_max: jax.Array) -> jax.Array:
+    """Returns :math:`z_j - M`, exactly 0 at every arg-max (also when ``M`` is infinite)."""
+    return jnp.where(logits == row_max, 0.0, logits - row_max)
+
+
+def neg_log_softmax(logits: jax.Array, stats: SoftmaxStats) -> jax.Array:
+    """Returns :math:`-\\log p_j = (M - z_j) + \\log1p(T) \\ge 0`, a sum of non-negative terms."""
+    return jnp.log1p(stats.rest) - shifted_logits(logits, stats.max)
+
+
+def live_rows(stats: SoftmaxStats) -> jax.Array:
+    """True for rows with at least one class that is not ``-inf`` (NaN rows count as live)."""
+    return stats.max != -jnp.inf
+
+
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, SoftmaxStats]:
+    """:math:`\\sum_j y_j (-\\log p_j)`, each term non-negative; ``0 log 0 = 0``."""
+    stats = softmax_stats(logits, axes)
+    terms = jnp.where(labels == 0, 0.0, labels * neg_log_softmax(logits, stats))
+    loss = jnp.sum(terms, axis=axes, keepdims=True)
+    loss = jnp.where(live_rows(stats), loss, 0.0)
+    return jnp.squeeze(loss, axes), stats
+
+
+def label_logit(logits: jax.Array, is_label: jax.Array, axes: Axes) -> jax.Array:
+    """Picks the label's logit with a select and a sum (exact: one term is non-zero)."""
+    return jnp.sum(jnp.where(is_label, logits, 0.0), axis=axes, keepdims=True)
+
+
+def integer_label_mask(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    """One-hot mask of ``labels`` along the single class axis, and which labels are in range."""
+    (axis,) = axes
+    num_classes = logits.shape[axis]
+    labels = jnp.expand_dims(labels, axis)
+    classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, axis)
+    in_range = (labels >= 0) & (labels < num_classes)
+    return classes == labels, in_range
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes
+) -> tuple[jax.Array, SoftmaxStats, jax.Array]:
+    """:math:`\\operatorname{lse}(z) - z_l = (M - z_l) + \\log1p(T)`.
+
+    As in optax, ``where`` restricts the normaliser only: the label's own logit is always read.
+    Labels outside ``[0, C)`` give NaN; rows with nothing kept give 0. Returns the loss, the
+    row statistics of the kept logits and which rows are live.
+    """
+    kept = kept_logits(logits, where)
+    stats = softmax_stats(kept, axes)
+    is_label, in_range = integer_label_mask(logits, labels, axes)
+    z_label = label_logit(logits, is_label, axes)
+    gap = jnp.where(z_label == stats.max, 0.0, stats.max - z_label)
+    loss = gap + jnp.log1p(stats.rest)
+    loss = jnp.where(in_range, loss, jnp.nan)
+    live = live_rows(stats) if where is None else jnp.any(where, axis=axes, keepdims=True)
+    loss = jnp.where(live, loss, 0.0)
+    return jnp.squeeze(loss, axes), stats, live
+
+
+def kept_logits(logits: jax.Array, where: jax.Array | None) -> jax.Array:
+    """The logits with the classes that ``where`` drops set to ``-inf``."""
+    return logits if where is None else jnp.where(where, logits, -jnp.inf)
+
+
+def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Element-wise :math:`z(1-y) + \\log1p(e^{-z})` for z > 0, else :math:`-zy + \\log1p(e^{z})`.
+
+    The linear part is exactly 0 where its label factor is 0, so infinite logits with the
+    matching hard label cost 0 instead of ``inf * 0 = NaN``.
+    """
+    positive = jnp.where(labels == 1, 0.0, logits * (1.0 - labels))
+    negative = jnp.where(labels == 0, 0.0, -logits * labels)
+    linear = jnp.where(logits > 0, positive, negative)
+    return linear + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def clamp_probs(probs: jax.Array, *, upper: bool) -> jax.Array:
+    """The clamp policy of the probability-space costs.
+
+    Probabilities are clamped to ``[tiny, 1 - eps/2]`` (``upper=True``) or ``[tiny, 1]``, where
+    ``tiny`` is the dtype's smallest normal number and ``1 - eps/2`` the largest number below 1.
+    Only exact 0, exact 1 and subnormals move, so every loss and seed stays finite and the seed
+    keeps its sign. Values outside ``[0, 1]`` are not probabilities and give NaN.
+    """
+    info = jnp.finfo(probs.dtype)
+    top = 1.0 - info.epsneg if upper else 1.0
+    clamped = jnp.clip(probs, info.smallest_normal, top)
+    return jnp.where((probs < 0) | (probs > 1), jnp.nan, clamped)
+
+
+def binary_cross_entropy(probs: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Element-wise :math:`-[y \\log a + (1-y) \\log(1-a)]`, with ``log1p(-a)`` for ``log(1-a)``."""
+    clamped = clamp_probs(probs, upper=True)
+    pos = jnp.where(labels == 0, 0.0, labels * jnp.log(clamped))
+    neg = jnp.where(labels == 1, 0.0, (1.0 - labels) * jnp.log1p(-clamped))
+    return -(pos + neg), clamped
+
+
+def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    """:math:`-\\sum_j y_j \\log a_j` with ``0 log 0 = 0``; a NaN probability still gives NaN."""
+    clamped = clamp_probs(probs, upper=False)
+    skip = (labels == 0) & ~jnp.isnan(clamped)
+    terms = jnp.where(skip, 0.0, labels * jnp.log(clamped))
+    return -jnp.sum(terms, axis=axes), clamped

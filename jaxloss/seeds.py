@@ -1,0 +1,245 @@
+"""The closed-form seeds: the one place where derivative math is written.
+
+Each function returns the gradient of the **per-example** cost with respect to its first
+argument, or, for the ``*_labels_grad`` functions, with respect to the labels. The article's
+cost ``J`` is the mean over the ``m`` examples, so its seeds are these divided by ``m``.
+
+================================  ===============================  ===========================
+cost                              seed, per example                article
+================================  ===============================  ===========================
+sigmoid, logit space              :math:`\\sigma(z) - y`            dJ/dZ = (A - Y)/m
+softmax, logit space              :math:`a \\sum_p y_p - y`         dJ/dZ = (a sum(y) - y)/m
+sigmoid, probability space        :math:`(a - y) / (a (1 - a))`    dJ/dA
+softmax, probability space        :math:`-y / a`                   dJ/dA = -(1/m) y/a
+================================  ===============================  ===========================
+
+The custom rules in :mod:`jaxloss` (``custom_vjp``) and :mod:`jaxloss.forward` (``custom_jvp``)
+are built from the private ``*_from_*`` functions below, which take the statistics the forward
+pass has already computed; the public functions compute those statistics and call them.
+
+Cancellation is avoided where it would cost digits: at an arg-max class the softmax seed is
+formed as :math:`((\\sum_p y_p - y_j) - y_j T)/S` with :math:`S = 1 + T`, so the confident
+one-hot case :math:`p_l - 1 = -T/S` keeps every digit; for integer labels
+:math:`p_l - 1 = -(T - \\operatorname{expm1}(z_l - M))/S`; and the sigmoid seed is
+:math:`(1 - y) - \\sigma(-z)` for :math:`z \\ge 0`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, _stable
+from jaxloss._stable import Axes, SoftmaxStats
+
+__all__ = [
+    "binary_cross_entropy_grad",
+    "binary_cross_entropy_labels_grad",
+    "categorical_cross_entropy_grad",
+    "categorical_cross_entropy_labels_grad",
+    "multilabel_cross_entropy_grad",
+    "sigmoid_binary_cross_entropy_grad",
+    "sigmoid_binary_cross_entropy_labels_grad",
+    "sigmoid_multilabel_cross_entropy_grad",
+    "softmax_cross_entropy_grad",
+    "softmax_cross_entropy_labels_grad",
+    "softmax_cross_entropy_with_integer_labels_grad",
+]
+
+
+# --- sigmoid, logit space ---------------------------------------------------------------
+
+
+def sigmoid_binary_cross_entropy_grad_from_inputs(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial z = \\sigma(z) - y`, as :math:`(1-y) - \\sigma(-z)` for z >= 0."""
+    small = jnp.exp(-jnp.abs(logits))
+    sigmoid_of_minus_abs = small / (1.0 + small)  # sigma(-|z|), no cancellation
+    return jnp.where(logits >= 0, (1.0 - labels) - sigmoid_of_minus_abs, sigmoid_of_minus_abs - labels)
+
+
+def sigmoid_binary_cross_entropy_labels_grad_from_inputs(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial y = \\log(1 - \\sigma(z)) - \\log\\sigma(z) = -z`."""
+    return jnp.broadcast_to(-logits, jnp.broadcast_shapes(logits.shape, labels.shape))
+
+
+# --- softmax, logit space ---------------------------------------------------------------
+
+
+def _softmax_from_stats(logits: jax.Array, stats: SoftmaxStats) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns ``p``, the arg-max mask and ``S = 1 + T``."""
+    total = 1.0 + stats.rest
+    probs = jnp.exp(_stable.shifted_logits(logits, stats.max)) / total
+    return probs, logits == stats.max, total
+
+
+def softmax_cross_entropy_grad_from_stats(
+    logits: jax.Array, labels: jax.Array, stats: SoftmaxStats, axes: Axes
+) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial z_j = p_j \\sum_p y_p - y_j` (the article's general form)."""
+    probs, is_max, total = _softmax_from_stats(logits, stats)
+    label_sum = jnp.sum(labels, axis=axes, keepdims=True)
+    at_max = ((label_sum - labels) - labels * stats.rest) / total
+    grad = jnp.where(is_max, at_max, probs * label_sum - labels)
+    return jnp.where(_stable.live_rows(stats), grad, 0.0)
+
+
+def softmax_cross_entropy_labels_grad_from_stats(logits: jax.Array, stats: SoftmaxStats) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial y_j = -\\log p_j`."""
+    grad = _stable.neg_log_softmax(logits, stats)
+    return jnp.where(_stable.live_rows(stats), grad, 0.0)
+
+
+def softmax_cross_entropy_with_integer_labels_grad_from_stats(
+    kept_logits: jax.Array, labels: jax.Array, stats: SoftmaxStats, live: jax.Array, axes: Axes
+) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial z_j = p_j - [j = l]`, with :math:`p_l - 1 = -(T - \\operatorname{expm1}(z_l - M))/S`."""
+    probs, _, total = _softmax_from_stats(kept_logits, stats)
+    is_label, in_range = _stable.integer_label_mask(kept_logits, labels, axes)
+    shifted = _stable.shifted_logits(kept_logits, stats.max)
+    at_label = -(stats.rest - jnp.expm1(shifted)) / total
+    grad = jnp.where(is_label, at_label, probs)
+    grad = jnp.where(in_range, grad, jnp.nan)
+    return jnp.where(live, grad, 0.0)
+
+
+# --- probability space -----------------------------------------------------------------
+
+
+def binary_cross_entropy_grad_from_clamped(clamped: jax.Array, labels: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial a = (1-y)/(1-a) - y/a = (a - y)/(a(1 - a))`, one fraction, no cancellation."""
+    return (clamped - labels) / (clamped * (1.0 - clamped))
+
+
+def binary_cross_entropy_labels_grad_from_clamped(clamped: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial y = \\log(1-a) - \\log a`."""
+    return jnp.log1p(-clamped) - jnp.log(clamped)
+
+
+def categorical_cross_entropy_grad_from_clamped(clamped: jax.Array, labels: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial a_j = -y_j / a_j`."""
+    return -labels / clamped
+
+
+def categorical_cross_entropy_labels_grad_from_clamped(clamped: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial y_j = -\\log a_j`."""
+    return -jnp.log(clamped)
+
+
+# --- public seeds ----------------------------------------------------------------------
+
+
+def _floats(*arrays: jax.typing.ArrayLike) -> list[jax.Array]:
+    out = [jnp.asarray(a) for a in arrays]
+    dtype = _checks.compute_dtype(*out)
+    return [jnp.broadcast_to(a.astype(dtype), jnp.broadcast_shapes(*(o.shape for o in out))) for a in out]
+
+
+def sigmoid_binary_cross_entropy_grad(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    """dJ/dZ of the sigmoid cost, per example: :math:`\\sigma(z) - y`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.sigmoid_binary_cross_entropy_grad(jnp.array([0.0, 20.0]), jnp.array([1.0, 1.0])))
+      [-5.000000e-01 -2.061154e-09]
+    """
+    z, y = _floats(logits, labels)
+    return sigmoid_binary_cross_entropy_grad_from_inputs(z, y)
+
+
+def sigmoid_binary_cross_entropy_labels_grad(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    """dJ/dY of the sigmoid cost, per example: :math:`-z`."""
+    z, y = _floats(logits, labels)
+    return sigmoid_binary_cross_entropy_labels_grad_from_inputs(z, y)
+
+
+sigmoid_multilabel_cross_entropy_grad = sigmoid_binary_cross_entropy_grad
+"""dJ/dZ of the multi-label cost: label by label, the sigmoid seed :math:`\\sigma(z) - y`."""
+
+
+def softmax_cross_entropy_grad(
+    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, axis: int | tuple[int, ...] = -1
+) -> jax.Array:
+    """dJ/dZ of the softmax cost, per example: :math:`a \\sum_p y_p - y`.
+
+    It is :math:`a - y` only when the labels sum to one.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.softmax_cross_entropy_grad(jnp.zeros(4), jnp.array([0.5, 0.5, 0.0, 0.0])))
+      [-0.25 -0.25  0.25  0.25]
+    """
+    z, y = _floats(logits, labels)
+    axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    return softmax_cross_entropy_grad_from_stats(z, y, _stable.softmax_stats(z, axes), axes)
+
+
+def softmax_cross_entropy_labels_grad(
+    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, axis: int | tuple[int, ...] = -1
+) -> jax.Array:
+    """dJ/dY of the softmax cost, per example: :math:`-\\log a`."""
+    z, _ = _floats(logits, labels)
+    axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    return softmax_cross_entropy_labels_grad_from_stats(z, _stable.softmax_stats(z, axes))
+
+
+def softmax_cross_entropy_with_integer_labels_grad(
+    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, axis: int = -1
+) -> jax.Array:
+    """dJ/dZ of the softmax cost with integer labels, per example: :math:`a - \\operatorname{onehot}(l)`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.softmax_cross_entropy_with_integer_labels_grad(jnp.array([30.0, 0.0]), jnp.array(0)))
+      [-9.357623e-14  9.357623e-14]
+    """
+    (z,) = _floats(logits)
+    axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    stats = _stable.softmax_stats(z, axes)
+    return softmax_cross_entropy_with_integer_labels_grad_from_stats(
+        z, jnp.asarray(labels), stats, _stable.live_rows(stats), axes
+    )
+
+
+def binary_cross_entropy_grad(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    """dJ/dA of the binary cost, per example: :math:`(1-y)/(1-a) - y/a`, clamped as the cost is.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.binary_cross_entropy_grad(jnp.array([0.25, 0.5]), jnp.array([1.0, 0.0])))
+      [-4.  2.]
+    """
+    a, y = _floats(probs, labels)
+    return binary_cross_entropy_grad_from_clamped(_stable.clamp_probs(a, upper=True), y)
+
+
+def binary_cross_entropy_labels_grad(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    """dJ/dY of the binary cost, per example: :math:`\\log(1-a) - \\log a`."""
+    a, _ = _floats(probs, labels)
+    return binary_cross_entropy_labels_grad_from_clamped(_stable.clamp_probs(a, upper=True))
+
+
+multilabel_cross_entropy_grad = binary_cross_entropy_grad
+"""dJ/dA of the multi-label cost: label by label, the binary seed."""
+
+
+def categorical_cross_entropy_grad(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    """dJ/dA of the categorical cost, per example: :math:`-y/a`, clamped as the cost is.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.categorical_cross_entropy_grad(jnp.array([0.25, 0.75]), jnp.array([1.0, 0.0])))
+      [-4. -0.]
+    """
+    a, y = _floats(probs, labels)
+    return categorical_cross_entropy_grad_from_clamped(_stable.clamp_probs(a, upper=False), y)
+
+
+def categorical_cross_entropy_labels_grad(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    """dJ/dY of the categorical cost, per example: :math:`-\\log a`."""
+    a, _ = _floats(probs, labels)
+    return categorical_cross_entropy_labels_grad_from_clamped(_stable.clamp_probs(a, upper=False))
