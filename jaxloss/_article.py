@@ -39,24 +39,26 @@ def softmax(logits: jax.Array, axes: Axes) -> jax.Array:
     return exps / jnp.where(total == 0, 1.0, total)
 
 
-def binary_cross_entropy(probs: jax.Array, labels: jax.Array, where: None, axes: Axes) -> jax.Array:
+def binary_cross_entropy(probs: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes) -> jax.Array:
     """:math:`-[y \\log a + (1 - y) \\log(1 - a)]`."""
     del where, axes
     return -(labels * jnp.log(probs) + (1.0 - labels) * jnp.log(1.0 - probs))
 
 
-def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, where: None, axes: Axes) -> jax.Array:
+def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes) -> jax.Array:
     """:math:`-\\sum_j y_j \\log a_j`."""
     del where
     return -jnp.sum(_y_log_a(probs, labels), axis=axes)
 
 
-def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array, where: None, axes: Axes) -> jax.Array:
+def sigmoid_binary_cross_entropy(
+    logits: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes
+) -> jax.Array:
     """The binary cost of :math:`a = \\sigma(z)`."""
     return binary_cross_entropy(sigmoid(logits), labels, where, axes)
 
 
-def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, where: None, axes: Axes) -> jax.Array:
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes) -> jax.Array:
     """The categorical cost of :math:`a = \\operatorname{softmax}(z)`."""
     return categorical_cross_entropy(softmax(logits, axes), labels, where, axes)
 

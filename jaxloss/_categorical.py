@@ -86,7 +86,7 @@ def make_safe_softmax_cross_entropy(impl: Implementation) -> Callable[..., jax.A
 def _flatten_class_axes(array: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     batch = [d for d in range(array.ndim) if d not in axes]
     moved = jnp.transpose(array, batch + list(axes))
-    return moved.reshape(moved.shape[: len(batch)] + (-1,))
+    return moved.reshape((*moved.shape[: len(batch)], -1))
 
 
 def make_softmax_cross_entropy_with_integer_labels(impl: Implementation) -> Callable[..., jax.Array]:

@@ -43,10 +43,7 @@ def require_real(array: jax.Array, name: str) -> None:
 
 def canonical_axes(axis: int | tuple[int, ...], ndim: int, name: str) -> Axes:
     """Normalises an int or tuple ``axis`` of an ``ndim``-dimensional ``name`` to sorted non-negative ints."""
-    if isinstance(axis, (tuple, list)):
-        raw = tuple(axis)
-    else:
-        raw = (axis,)
+    raw = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     axes = []
     for a in raw:
         try:

@@ -69,7 +69,7 @@ def custom_jvp_cost(core: Core) -> Cost:
         loss, residuals = core.forward(x, y, where, axes)
         grads = core.seed(residuals, axes)
         tangent = jnp.zeros_like(loss)
-        for grad, dot in zip(grads, tangents[:2]):
+        for grad, dot in zip(grads, tangents[:2], strict=True):
             if grad is None or isinstance(dot, jax.custom_derivatives.SymbolicZero):
                 continue
             tangent = tangent + jnp.sum(grad * dot, axis=axes)

@@ -92,7 +92,11 @@ def softmax_cross_entropy_labels_grad_from_stats(logits: jax.Array, stats: Softm
 def softmax_cross_entropy_with_integer_labels_grad_from_stats(
     kept_logits: jax.Array, labels: jax.Array, stats: SoftmaxStats, live: jax.Array, axes: Axes
 ) -> jax.Array:
-    """:math:`\\partial\\ell/\\partial z_j = p_j - [j = l]`, with :math:`p_l - 1 = -(T - \\operatorname{expm1}(z_l - M))/S`."""
+    """:math:`\\partial\\ell/\\partial z_j = p_j - [j = l]`.
+
+    At the label, :math:`p_l - 1 = -(T - \\operatorname{expm1}(z_l - M))/S`: a sum of two
+    non-negative terms, exact when the prediction is confident.
+    """
     probs, _, total = _softmax_from_stats(kept_logits, stats)
     is_label, in_range = _stable.integer_label_mask(kept_logits, labels, axes)
     shifted = _stable.shifted_logits(kept_logits, stats.max)
