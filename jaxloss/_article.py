@@ -23,8 +23,9 @@ from jaxloss._stable import Axes, integer_label_mask, kept_logits
 
 
 def _y_log_a(probs: jax.Array, labels: jax.Array) -> jax.Array:
-    skip = labels == 0
-    return jnp.where(skip, 0.0, labels * jnp.log(jnp.where(skip, 1.0, probs)))
+    # 0 log 0 = 0. Only that point is replaced, so d/dy = log a is kept wherever a > 0.
+    zero_times_log_zero = (labels == 0) & (probs == 0)
+    return labels * jnp.log(jnp.where(zero_times_log_zero, 1.0, probs))
 
 
 def sigmoid(logits: jax.Array) -> jax.Array:

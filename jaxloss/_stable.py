@@ -71,7 +71,11 @@ def live_rows(stats: SoftmaxStats) -> jax.Array:
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, SoftmaxStats]:
     """:math:`\\sum_j y_j (-\\log p_j)`, each term non-negative; ``0 log 0 = 0``."""
     stats = softmax_stats(logits, axes)
-    terms = jnp.where(labels == 0, 0.0, labels * neg_log_softmax(logits, stats))
+    gap = -shifted_logits(logits, stats.max)  # M - z_j >= 0
+    # M - z_j overflows for finite logits such as 3e38 and -3e38 while y_j (M - z_j) may not.
+    overflowed = (gap == jnp.inf) & jnp.isfinite(logits) & jnp.isfinite(stats.max)
+    weighted_gap = jnp.where(overflowed, 2.0 * (labels * (0.5 * stats.max - 0.5 * logits)), labels * gap)
+    terms = jnp.where(labels == 0, 0.0, labels * jnp.log1p(stats.rest) + weighted_gap)
     loss = jnp.sum(terms, axis=axes, keepdims=True)
     loss = jnp.where(live_rows(stats), loss, 0.0)
     return jnp.squeeze(loss, axes), stats

@@ -84,9 +84,13 @@ def softmax_cross_entropy_grad_from_stats(
 
 
 def softmax_cross_entropy_labels_grad_from_stats(logits: jax.Array, stats: SoftmaxStats) -> jax.Array:
-    """:math:`\\partial\\ell/\\partial y_j = -\\log p_j`."""
+    """:math:`\\partial\\ell/\\partial y_j = -\\log p_j`, and 0 at a masked (``-inf``) class.
+
+    A ``-inf`` logit marks a class out of play, so its label is ignored as ``where`` would ignore
+    it, rather than passing an infinite gradient back to whatever produced the labels.
+    """
     grad = _stable.neg_log_softmax(logits, stats)
-    return jnp.where(_stable.live_rows(stats), grad, 0.0)
+    return jnp.where(_stable.live_rows(stats) & (logits != -jnp.inf), grad, 0.0)
 
 
 def softmax_cross_entropy_with_integer_labels_grad_from_stats(

@@ -1,0 +1,27 @@
+"""The ``jaxloss`` command: ``jaxloss verify``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = "usage: jaxloss verify [--json PATH] [--dtype {float32,float64,both}] [--seed N]"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatches to a subcommand."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "verify":
+        from jaxloss import verify
+
+        return verify.main(rest)
+    print(f"jaxloss: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
