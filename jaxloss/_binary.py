@@ -54,10 +54,11 @@ def make_binary_cross_entropy(impl: Implementation) -> Callable[..., jax.Array]:
       \\qquad \\frac{{\\partial \\ell}}{{\\partial a}} = \\frac{{1 - y}}{{1 - a}} - \\frac{{y}}{{a}}
       = \\frac{{a - y}}{{a (1 - a)}}
 
-    The article's J(A, Y) and its seed dJ/dA, per example. Clamp policy: ``a`` is clamped to
-    ``[tiny, 1 - eps/2]`` (the smallest normal number and the largest number below 1), so exact
-    0 and 1 give a finite loss and a finite seed of the right sign; values outside [0, 1] give
-    NaN. {impl.rule}
+    The article's J(A, Y) and its seed dJ/dA, per example. Clamp policy: ``log a`` is taken at
+    ``max(a, tiny)`` and ``log(1 - a)`` at ``min(a, 1 - eps/2)`` (the smallest normal number and
+    the largest number below 1), and the seed at ``a`` clamped to both. Exact 0 and 1 give a
+    finite loss (0 when the label agrees) and a finite seed of the right sign, unlike clipping,
+    which zeroes the gradient; values outside [0, 1] give NaN. {impl.rule}
 
     Args:
       probs: floating probabilities in [0, 1], any shape.

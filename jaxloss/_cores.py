@@ -56,8 +56,7 @@ def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
 
 def _binary_probs_forward(probs: jax.Array, labels: jax.Array, where: Any, axes: Axes) -> tuple[jax.Array, Any]:
     del where, axes
-    loss, _ = _stable.binary_cross_entropy(probs, labels)
-    return loss, (probs, labels)
+    return _stable.binary_cross_entropy(probs, labels), (probs, labels)
 
 
 def _binary_probs_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:

@@ -137,10 +137,12 @@ def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Ar
 def clamp_probs(probs: jax.Array, *, upper: bool) -> jax.Array:
     """The clamp policy of the probability-space costs.
 
-    Probabilities are clamped to ``[tiny, 1 - eps/2]`` (``upper=True``) or ``[tiny, 1]``, where
+    ``log a`` is evaluated at ``max(a, tiny)`` and ``log(1 - a)`` at ``min(a, 1 - eps/2)``, where
     ``tiny`` is the dtype's smallest normal number and ``1 - eps/2`` the largest number below 1.
-    Only exact 0, exact 1 and subnormals move, so every loss and seed stays finite and the seed
-    keeps its sign. Values outside ``[0, 1]`` are not probabilities and give NaN.
+    With ``upper=True`` both clamps are applied (for the binary seed, one fraction). Only exact 0,
+    exact 1 and subnormals move, so every loss and seed is finite and the seed keeps its sign;
+    a term whose label weight is 0 still costs exactly 0. Values outside ``[0, 1]`` are not
+    probabilities and give NaN.
     """
     info = jnp.finfo(probs.dtype)
     top = 1.0 - info.epsneg if upper else 1.0
@@ -148,12 +150,13 @@ def clamp_probs(probs: jax.Array, *, upper: bool) -> jax.Array:
     return jnp.where((probs < 0) | (probs > 1), jnp.nan, clamped)
 
 
-def binary_cross_entropy(probs: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+def binary_cross_entropy(probs: jax.Array, labels: jax.Array) -> jax.Array:
     """Element-wise :math:`-[y \\log a + (1-y) \\log(1-a)]`, with ``log1p(-a)`` for ``log(1-a)``."""
-    clamped = clamp_probs(probs, upper=True)
-    pos = jnp.where(labels == 0, 0.0, labels * jnp.log(clamped))
-    neg = jnp.where(labels == 1, 0.0, (1.0 - labels) * jnp.log1p(-clamped))
-    return -(pos + neg), clamped
+    low = clamp_probs(probs, upper=False)
+    high = jnp.where(jnp.isnan(low), jnp.nan, jnp.minimum(probs, 1.0 - jnp.finfo(probs.dtype).epsneg))
+    pos = jnp.where(labels == 0, 0.0, labels * jnp.log(low))
+    neg = jnp.where(labels == 1, 0.0, (1.0 - labels) * jnp.log1p(-high))
+    return -(pos + neg)
 
 
 def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, jax.Array]:
