@@ -19,8 +19,8 @@ pass has already computed; the public functions compute those statistics and cal
 
 Cancellation is avoided where it would cost digits: at an arg-max class the softmax seed is
 formed as :math:`((\\sum_p y_p - y_j) - y_j T)/S` with :math:`S = 1 + T`, so the confident
-one-hot case :math:`p_l - 1 = -T/S` keeps every digit; for integer labels
-:math:`p_l - 1 = -(T - \\operatorname{expm1}(z_l - M))/S`; and the sigmoid seed is
+one-hot case :math:`p_l - 1 = -T/S` keeps every digit (integer labels too; off the arg-max,
+:math:`p_l \\le 1/2` and :math:`p_l - 1` does not cancel); and the sigmoid seed is
 :math:`(1 - y) - \\sigma(-z)` for :math:`z \\ge 0`.
 """
 
@@ -98,13 +98,12 @@ def softmax_cross_entropy_with_integer_labels_grad_from_stats(
 ) -> jax.Array:
     """:math:`\\partial\\ell/\\partial z_j = p_j - [j = l]`.
 
-    At the label, :math:`p_l - 1 = -(T - \\operatorname{expm1}(z_l - M))/S`: a sum of two
-    non-negative terms, exact when the prediction is confident.
+    At the label, when it is an arg-max, :math:`p_l - 1 = -T/S`: no cancellation for a
+    confident prediction. Otherwise :math:`p_l \\le 1/2` and :math:`p_l - 1` is formed directly.
     """
-    probs, _, total = _softmax_from_stats(kept_logits, stats)
+    probs, is_max, total = _softmax_from_stats(kept_logits, stats)
     is_label, in_range = _stable.integer_label_mask(kept_logits, labels, axes)
-    shifted = _stable.shifted_logits(kept_logits, stats.max)
-    at_label = -(stats.rest - jnp.expm1(shifted)) / total
+    at_label = jnp.where(is_max, -stats.rest / total, probs - 1.0)
     grad = jnp.where(is_label, at_label, probs)
     grad = jnp.where(in_range, grad, jnp.nan)
     return jnp.where(live, grad, 0.0)

@@ -1,17 +1,22 @@
-"""``jaxloss verify``: the closed-form rules against ``jax.grad`` of the article's formulas.
+"""``jaxloss verify``: the closed-form rules against autodiff of the article and against mpmath.
 
-For every cost, on whatever backend JAX sees, two sweeps run:
+Two parts, on whatever backend JAX sees:
 
-* **agreement**: random inputs where the literal formulas are accurate (|sigmoid logit| <= 4,
-  |softmax logit| <= 8, probabilities in [0.02, 0.98]). The loss and the gradients of
-  :mod:`jaxloss` and :mod:`jaxloss.forward`, with respect to the inputs and to floating labels,
-  must equal those of :mod:`jaxloss.reference`, to a row-wise relative difference of
-  ``1e-5`` in float32 and ``1e-12`` in float64;
-* **stability**: rows scaled from 1e-5 up to 3e38, ``-inf`` masks and probabilities of exactly
-  0 and 1. Every loss and gradient of the closed-form rules must be finite; the reference's
-  non-finite results are counted, not failed.
+1. **agreement** (the design card's comparison): for every cost, the loss and gradients of
+   :mod:`jaxloss` and :mod:`jaxloss.forward` equal those of ``jax.grad`` of
+   :mod:`jaxloss.reference` on random inputs where the article's formulas are accurate, to a
+   row-wise relative difference of ``1e-5`` in float32 and ``1e-12`` in float64; and on rows
+   scaled up to 3e38, ``-inf`` masks and probabilities of exactly 0 and 1, the rules return
+   nothing non-finite where the exact result is finite.
+2. **precision** (see ``_precision``): every loss, gradient and label gradient of
+   :mod:`jaxloss`, :mod:`jaxloss.forward`, :mod:`jaxloss.reference` and optax, in ulps of the
+   exact value computed by mpmath, side by side. The rules must stay within 2 ulp (4 for
+   soft-label sums over classes; soft-label logit gradients in units of eps·max(|a|, |y|);
+   softmax costs beyond what rounding z − max z costs), with zero non-finite results where
+   the exact one is finite. bfloat16 and float16 (``--full``): the float32 loss within 2
+   float32 ulp and the gradient within 1 ulp of the input dtype.
 
-It prints a table, writes ``--json``, and exits non-zero on any failure.
+It prints both tables, writes ``--json`` and ``--plot``, and exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from jaxloss import forward, reference
+from jaxloss import _precision, forward, reference
 
 NUM_CLASSES = 5
 ROWS = 64
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+POINTS_QUICK = 25
+POINTS_FULL = 200
 SCALES = np.concatenate([np.geomspace(1e-5, 1e4, 19), [1e20, 3e38]])
 
 
@@ -216,47 +223,243 @@ def run(dtypes: Sequence[str] = ("float32", "float64"), seed: int = 0) -> list[R
     return rows
 
 
+def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    cells = [list(header), *map(list, lines)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
+
+
 def format_table(rows: Sequence[Row]) -> str:
-    """The rows as a fixed-width text table."""
+    """The agreement rows as a fixed-width text table."""
     header = ("cost", "labels", "rules", "dtype", "loss diff", "grad diff", "ref non-finite", "rule non-finite", "")
-    lines = [header] + [
-        (
-            r.cost,
-            r.labels,
-            r.implementation,
-            r.dtype,
-            f"{r.loss_diff:.1e}",
-            f"{r.grad_diff:.1e}",
-            str(r.nonfinite_reference),
-            str(r.nonfinite_rule),
-            "ok" if r.ok else "FAIL",
-        )
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    return _table(
+        header,
+        [
+            (
+                r.cost,
+                r.labels,
+                r.implementation,
+                r.dtype,
+                f"{r.loss_diff:.1e}",
+                f"{r.grad_diff:.1e}",
+                str(r.nonfinite_reference),
+                str(r.nonfinite_rule),
+                "ok" if r.ok else "FAIL",
+            )
+            for r in rows
+        ],
+    )
+
+
+# --- precision ---------------------------------------------------------------------------
+
+OPTAX_EQUIVALENTS = {
+    "sigmoid_binary_cross_entropy": lambda optax: optax.losses.sigmoid_binary_cross_entropy,
+    "softmax_cross_entropy": lambda optax: optax.losses.softmax_cross_entropy,
+    "softmax_cross_entropy_with_integer_labels": lambda optax: optax.losses.softmax_cross_entropy_with_integer_labels,
+    "safe_softmax_cross_entropy": lambda optax: optax.losses.safe_softmax_cross_entropy,
+    "sigmoid_multilabel_cross_entropy": lambda optax: (
+        lambda z, y: jnp.sum(optax.losses.sigmoid_binary_cross_entropy(z, y), axis=-1)
+    ),
+}
+
+
+def _precision_implementations(cost: str) -> dict[str, Callable[..., jax.Array] | None]:
+    impls: dict[str, Callable[..., jax.Array] | None] = {
+        "jaxloss": getattr(jaxloss, cost),
+        "forward": getattr(forward, cost),
+        "reference": getattr(reference, cost),
+    }
+    try:
+        import optax
+
+        impls["optax"] = OPTAX_EQUIVALENTS[cost](optax) if cost in OPTAX_EQUIVALENTS else None
+    except ImportError:
+        impls["optax"] = None
+    return impls
+
+
+@dataclass
+class PrecisionRow:
+    """One (cost, labels, dtype) line of the precision table: worst errors per implementation."""
+
+    cost: str
+    labels: str
+    dtype: str
+    count: int
+    loss_target: float
+    grad_target: float
+    scores: dict[str, dict[str, Any] | None]
+    ok: bool
+
+
+def run_precision(dtypes: Sequence[str], points: int, seed: int = 0) -> tuple[list[PrecisionRow], dict]:
+    """Scores every implementation against mpmath; returns the rows and per-row errors for plots."""
+    rows: list[PrecisionRow] = []
+    curves: dict[str, dict[str, Any]] = {}
+    for dtype_name in dtypes:
+        with jax.enable_x64(dtype_name == "float64"):
+            dtype = jnp.dtype(dtype_name)
+            low = jnp.finfo(dtype).bits < 32
+            loss_dtype = jnp.float32 if low else dtype
+            grad_target = 1.0 if low else _precision.TARGET_ULPS
+            for sweep in _precision.sweeps(dtype, points, seed):
+                scores: dict[str, dict[str, Any] | None] = {}
+                for name, fn in _precision_implementations(sweep.cost).items():
+                    if fn is None:
+                        scores[name] = None
+                        continue
+                    result = _precision.score(_precision.evaluate(fn, sweep, dtype), sweep, loss_dtype, dtype)
+                    scores[name] = asdict(result)
+                    if dtype_name == "float32" and sweep.inputs.ndim == 1 and sweep.labels == "hard":
+                        curves.setdefault(sweep.cost, {})[name] = (sweep.inputs.tolist(), result.row_errors)
+                ok = all(
+                    s is not None
+                    and s["nonfinite"] == 0
+                    and s["loss"] <= sweep.loss_target
+                    and s["grad"] <= grad_target
+                    and s["label_grad"] <= grad_target
+                    for s in (scores["jaxloss"], scores["forward"])
+                )
+                rows.append(
+                    PrecisionRow(
+                        sweep.cost,
+                        sweep.labels,
+                        dtype_name,
+                        len(sweep.exact),
+                        sweep.loss_target,
+                        grad_target,
+                        scores,
+                        ok,
+                    )
+                )
+    return rows, curves
+
+
+def _merge(rows: list[PrecisionRow]) -> list[PrecisionRow]:
+    """Merges sweeps of the same (cost, labels, dtype): softmax rows come in blocks of widths."""
+    merged: dict[tuple[str, str, str], PrecisionRow] = {}
+    for r in rows:
+        key = (r.cost, r.labels, r.dtype)
+        if key not in merged:
+            merged[key] = r
+            continue
+        m = merged[key]
+        m.count += r.count
+        m.ok = m.ok and r.ok
+        for name, s in r.scores.items():
+            t = m.scores.get(name)
+            if s is None or t is None:
+                continue
+            for field in ("loss", "grad", "label_grad"):
+                t[field] = max(t[field], s[field])
+            t["nonfinite"] += s["nonfinite"]
+    for m in merged.values():
+        for s in m.scores.values():
+            if s is not None:
+                s.pop("row_errors", None)
+    return list(merged.values())
+
+
+def _short(x: float) -> str:
+    if x == 0:
+        return "0"
+    if x < 10:
+        return f"{x:.1f}"
+    return f"{x:.0e}".replace("e+0", "e").replace("e+", "e")
+
+
+def format_precision_table(rows: Sequence[PrecisionRow]) -> str:
+    """The precision rows: worst loss / gradient / label-gradient error and non-finite count."""
+    names = ("jaxloss", "forward", "reference", "optax")
+
+    def cell(s: dict[str, Any] | None) -> str:
+        if s is None:
+            return "-"
+        text = f"{_short(s['loss'])}/{_short(s['grad'])}/{_short(s['label_grad'])}"
+        return text + (f" nf{s['nonfinite']}" if s["nonfinite"] else "")
+
+    header = ("cost", "labels", "dtype", "n", *names, "")
+    return _table(
+        header,
+        [
+            (r.cost, r.labels, r.dtype, str(r.count), *(cell(r.scores.get(n)) for n in names), "ok" if r.ok else "FAIL")
+            for r in rows
+        ],
+    )
+
+
+def save_plot(curves: dict, path: str) -> None:
+    """Saves the worst error of each element against its input (float32, labels 0 and 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costs = [c for c in ("sigmoid_binary_cross_entropy", "binary_cross_entropy") if c in curves]
+    fig, axes = plt.subplots(1, len(costs), figsize=(6 * len(costs), 4), squeeze=False)
+    for ax, cost in zip(axes[0], costs, strict=True):
+        for name, (xs, errs) in curves[cost].items():
+            x = np.asarray(xs, np.float64)
+            e = np.asarray(errs, np.float64)
+            keep = np.isfinite(x)
+            ax.plot(x[keep], np.clip(e[keep], 1e-2, 1e9), ".", label=name, alpha=0.7)
+        ax.set_xscale("symlog", linthresh=1e-5) if cost != "binary_cross_entropy" else ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axhline(_precision.TARGET_ULPS, color="k", lw=0.8, ls="--")
+        ax.set_xlabel("probability" if cost == "binary_cross_entropy" else "logit")
+        ax.set_ylabel("worst error of loss and gradients (ulp)")
+        ax.set_title(f"{cost}, float32, labels 0 and 1")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jaxloss verify``."""
     parser = argparse.ArgumentParser(prog="jaxloss verify", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
-    parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+    parser.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
+    parser.add_argument("--plot", metavar="PATH", help="save a plot of error against logit (needs matplotlib)")
+    parser.add_argument("--full", action="store_true", help="more points, and bfloat16 and float16 too")
+    parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16", "all"), default="all")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    every = ("float32", "float64", "bfloat16", "float16") if args.full else ("float32", "float64")
+    dtypes = every if args.dtype == "all" else (args.dtype,)
+    points = POINTS_FULL if args.full else POINTS_QUICK
     print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
+    agreement_dtypes = [d for d in dtypes if d in TOLERANCE]
     print(
-        f"agreement: {ROWS}x{NUM_CLASSES} random inputs, tolerance {TOLERANCE}; "
-        f"stability: scales {SCALES[0]:g}..{SCALES[-1]:g}, -inf masks, probabilities 0 and 1"
+        f"\n1. agreement with jax.grad of jaxloss.reference: {ROWS}x{NUM_CLASSES} random inputs, "
+        f"row-wise tolerance {TOLERANCE}; stability rows scaled {SCALES[0]:g}..{SCALES[-1]:g}"
     )
-    rows = run(dtypes, args.seed)
+    rows = run(agreement_dtypes, args.seed)
     print(format_table(rows))
-    failed = [r for r in rows if not r.ok]
+    print(
+        f"\n2. precision against mpmath, {points} points a sweep: worst error in ulps as "
+        "loss/gradient/label gradient; nf = non-finite where the exact result is finite"
+    )
+    precision_rows, curves = run_precision(dtypes, points, args.seed)
+    precision_rows = _merge(precision_rows)
+    print(format_precision_table(precision_rows))
+    failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"backend": jax.default_backend(), "rows": [asdict(r) for r in rows]}, f, indent=1)
-    print(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
+            json.dump(
+                {
+                    "backend": jax.default_backend(),
+                    "agreement": [asdict(r) for r in rows],
+                    "precision": [asdict(r) for r in precision_rows],
+                },
+                f,
+                indent=1,
+                default=float,
+            )
+    if args.plot:
+        save_plot(curves, args.plot)
+        print(f"plot saved to {args.plot}")
+    total = len(rows) + len(precision_rows)
+    print(f"{total - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
