@@ -127,7 +127,7 @@ def sweeps(dtype: np.dtype, points: int, seed: int = 0) -> Iterator[Sweep]:
     for labels in ("hard", "soft"):
         y = np.tile([0.0, 1.0], len(z)).astype(dtype) if labels == "hard" else rng.random(2 * len(z)).astype(dtype)
         zz = np.repeat(z, 2)
-        exact = [_exact.sigmoid(a, b) for a, b in zip(zz, y, strict=True)]
+        exact: list[Any] = [_exact.sigmoid(a, b) for a, b in zip(zz, y, strict=True)]
         probs = [[e[1][0] + _exact._m(t)] for e, t in zip(exact, y, strict=True)]
         yield Sweep("sigmoid_binary_cross_entropy", labels, zz, y, exact, probs)
         finite = np.isfinite(zz)
@@ -151,7 +151,7 @@ def sweeps(dtype: np.dtype, points: int, seed: int = 0) -> Iterator[Sweep]:
         for width in sorted({len(r) for r in rows}):
             block = [r for r in rows if len(r) == width]
             xs, ts, probs, allowance = [], [], [], []
-            exact: list[Any] = []
+            exact = []
             for r in block:
                 finite = np.flatnonzero(r != -np.inf)
                 choices = finite if labels != "soft" else [None]
