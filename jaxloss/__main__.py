@@ -1,11 +1,11 @@
-"""The ``jaxloss`` command: ``jaxloss verify``."""
+"""The ``jaxloss`` command: ``jaxloss verify`` and ``jaxloss bench``."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-USAGE = "usage: jaxloss verify [--json PATH] [--dtype {float32,float64,both}] [--seed N]"
+USAGE = "usage: jaxloss {verify,bench} [options]   (jaxloss verify --help, jaxloss bench --help)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,6 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jaxloss import verify
 
         return verify.main(rest)
+    if command == "bench":
+        from jaxloss import bench
+
+        return bench.main(rest)
     print(f"jaxloss: unknown command {command!r}\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -44,8 +44,8 @@ def make_binary_cross_entropy(impl: Implementation) -> Callable[..., jax.Array]:
     """Builds ``binary_cross_entropy`` (probability space) for one implementation."""
 
     def binary_cross_entropy(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
-        a, y = _checks.floating_pair(probs, labels, "probs")
-        return impl.binary_probs(a, y, None, ())
+        a, y, limits = _checks.probability_pair(probs, labels)
+        return impl.binary_probs(a, y, limits, ())
 
     binary_cross_entropy.__doc__ = f"""Element-wise binary cross-entropy of probabilities and labels.
 

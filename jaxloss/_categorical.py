@@ -156,13 +156,13 @@ def make_categorical_cross_entropy(impl: Implementation) -> Callable[..., jax.Ar
         axis: int | tuple[int, ...] = -1,
         where: jax.typing.ArrayLike | None = None,
     ) -> jax.Array:
-        a, y = _checks.floating_pair(probs, labels, "probs")
+        a, y, limits = _checks.probability_pair(probs, labels)
         axes = _checks.canonical_axes(axis, a.ndim, "probs")
         mask = _checks.canonical_where(where, a.shape, axes)
         if mask is not None:
             a = jnp.where(mask, a, 1.0)
             y = jnp.where(mask, y, 0.0)
-        return impl.categorical_probs(a, y, None, axes)
+        return impl.categorical_probs(a, y, limits, axes)
 
     categorical_cross_entropy.__doc__ = f"""Categorical cross-entropy of probabilities and labels.
 

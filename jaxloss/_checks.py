@@ -42,7 +42,11 @@ def require_real(array: jax.Array, name: str) -> None:
 
 
 def canonical_axes(axis: int | tuple[int, ...], ndim: int, name: str) -> Axes:
-    """Normalises an int or tuple ``axis`` of an ``ndim``-dimensional ``name`` to sorted non-negative ints."""
+    """Normalises an int or tuple ``axis`` of an ``ndim``-dimensional ``name`` to non-negative ints.
+
+    The order is kept: a tuple ``axis`` of the integer-label cost flattens the class axes in the
+    order given, as optax does.
+    """
     raw = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     axes = []
     for a in raw:
@@ -57,7 +61,7 @@ def canonical_axes(axis: int | tuple[int, ...], ndim: int, name: str) -> Axes:
         raise ValueError(f"`axis` must name at least one axis of `{name}`, got {axis!r}.")
     if len(set(axes)) != len(axes):
         raise ValueError(f"`axis` {axis!r} repeats an axis of `{name}`.")
-    return tuple(sorted(axes))
+    return tuple(axes)
 
 
 def broadcast_shape(first: jax.Array, second: jax.Array, names: tuple[str, str]) -> tuple[int, ...]:
@@ -117,3 +121,15 @@ def floating_pair(
     shape = broadcast_shape(x, y, (input_name, "labels"))
     dtype = compute_dtype(x, y)
     return jnp.broadcast_to(x.astype(dtype), shape), jnp.broadcast_to(y.astype(dtype), shape)
+
+
+def probability_pair(
+    probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`floating_pair` for probabilities, plus the clamp limits of their own dtype."""
+    from jaxloss._stable import probability_limits
+
+    a = as_array(probs, "probs")
+    x, y = floating_pair(a, labels, "probs")
+    limits = probability_limits(a.dtype, x.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else None
+    return x, y, limits  # type: ignore[return-value]

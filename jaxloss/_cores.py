@@ -2,7 +2,8 @@
 seed from ``seeds``, and the residuals that pass between them.
 
 Residuals are the inputs (alive anyway) plus O(rows) statistics; the backward pass recomputes
-``exp`` rather than saving an array the size of the logits.
+``exp`` rather than saving an array the size of the logits. The third operand is the
+integer-label cost's ``where`` mask, or the probability costs' clamp limits.
 """
 
 from __future__ import annotations
@@ -54,31 +55,31 @@ def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
     return seeds.softmax_cross_entropy_with_integer_labels_grad_from_stats(kept, labels, stats, live, axes), None
 
 
-def _binary_probs_forward(probs: jax.Array, labels: jax.Array, where: Any, axes: Axes) -> tuple[jax.Array, Any]:
-    del where, axes
-    return _stable.binary_cross_entropy(probs, labels), (probs, labels)
+def _binary_probs_forward(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    del axes
+    return _stable.binary_cross_entropy(probs, labels, limits), (probs, labels, limits)
 
 
 def _binary_probs_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    probs, labels = residuals
-    clamped = _stable.clamp_probs(probs, upper=True)
+    probs, labels, limits = residuals
+    clamped = _stable.clamp_probs(probs, upper=True, limits=limits)
     return (
         seeds.binary_cross_entropy_grad_from_clamped(clamped, labels),
         seeds.binary_cross_entropy_labels_grad_from_clamped(clamped),
     )
 
 
-def _categorical_probs_forward(probs: jax.Array, labels: jax.Array, where: Any, axes: Axes) -> tuple[jax.Array, Any]:
-    del where  # applied by the caller: probability 1 and zero labels
-    loss, _ = _stable.categorical_cross_entropy(probs, labels, axes)
-    return loss, (probs, labels)
+def _categorical_probs_forward(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    # `where` is applied by the caller: probability 1 and zero labels.
+    loss, _ = _stable.categorical_cross_entropy(probs, labels, axes, limits)
+    return loss, (probs, labels, limits)
 
 
 def _categorical_probs_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    probs, labels = residuals
-    clamped = _stable.clamp_probs(probs, upper=False)
+    probs, labels, limits = residuals
+    clamped = _stable.clamp_probs(probs, upper=False, limits=limits)
     return (
         seeds.categorical_cross_entropy_grad_from_clamped(clamped, labels),
         seeds.categorical_cross_entropy_labels_grad_from_clamped(clamped),

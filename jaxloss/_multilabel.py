@@ -23,15 +23,16 @@ def _summed(
     where: jax.typing.ArrayLike | None,
     input_name: str,
     neutral: float,
+    aux: jax.Array | None = None,
 ) -> jax.Array:
     axes = _checks.canonical_axes(axis, x.ndim, input_name)
     mask = _checks.canonical_where(where, x.shape, axes)
     if mask is None:
-        return jnp.sum(cost(x, y, None, ()), axis=axes)
+        return jnp.sum(cost(x, y, aux, ()), axis=axes)
     # Masked elements get finite stand-ins first, so that NaN there cannot leak into gradients.
     x = jnp.where(mask, x, neutral)
     y = jnp.where(mask, y, 0.0)
-    return jnp.sum(jnp.where(mask, cost(x, y, None, ()), 0.0), axis=axes)
+    return jnp.sum(jnp.where(mask, cost(x, y, aux, ()), 0.0), axis=axes)
 
 
 def make_sigmoid_multilabel_cross_entropy(impl: Implementation) -> Callable[..., jax.Array]:
@@ -76,8 +77,8 @@ def make_multilabel_cross_entropy(impl: Implementation) -> Callable[..., jax.Arr
         axis: int | tuple[int, ...] = -1,
         where: jax.typing.ArrayLike | None = None,
     ) -> jax.Array:
-        a, y = _checks.floating_pair(probs, labels, "probs")
-        return _summed(impl.binary_probs, a, y, axis, where, "probs", 0.5)
+        a, y, limits = _checks.probability_pair(probs, labels)
+        return _summed(impl.binary_probs, a, y, axis, where, "probs", 0.5, limits)
 
     multilabel_cross_entropy.__doc__ = f"""Multi-label cross-entropy of probabilities, summed over ``axis``.
 

@@ -102,7 +102,8 @@ def softmax_cross_entropy_with_integer_labels(
     """:math:`\\operatorname{lse}(z) - z_l = (M - z_l) + \\log1p(T)`.
 
     As in optax, ``where`` restricts the normaliser only: the label's own logit is always read.
-    Labels outside ``[0, C)`` give NaN; rows with nothing kept give 0. Returns the loss, the
+    Labels outside ``[0, C)`` give NaN; rows with nothing kept (or only ``-inf`` logits kept)
+    give 0. Returns the loss, the
     row statistics of the kept logits and which rows are live.
     """
     kept = kept_logits(logits, where)
@@ -112,7 +113,9 @@ def softmax_cross_entropy_with_integer_labels(
     gap = jnp.where(z_label == stats.max, 0.0, stats.max - z_label)
     loss = gap + jnp.log1p(stats.rest)
     loss = jnp.where(in_range, loss, jnp.nan)
-    live = live_rows(stats) if where is None else jnp.any(where, axis=axes, keepdims=True)
+    live = live_rows(stats)  # False also where `where` keeps nothing, or keeps only -inf logits
+    if where is not None:
+        live = live & jnp.any(where, axis=axes, keepdims=True)
     loss = jnp.where(live, loss, 0.0)
     return jnp.squeeze(loss, axes), stats, live
 
@@ -134,7 +137,17 @@ def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Ar
     return linear + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
-def clamp_probs(probs: jax.Array, *, upper: bool) -> jax.Array:
+def probability_limits(input_dtype: jnp.dtype, compute_dtype: jnp.dtype) -> jax.Array:
+    """``[tiny, 1 - eps/2]`` of the input's dtype, in the compute dtype: the clamp policy's limits.
+
+    float16 is computed in float32 but clamped to its own limits, so that the seed at an exact
+    0 or 1 is finite when it is cast back to float16.
+    """
+    info = jnp.finfo(input_dtype)
+    return jnp.array([info.smallest_normal, 1.0 - info.epsneg], dtype=compute_dtype)
+
+
+def clamp_probs(probs: jax.Array, *, upper: bool, limits: jax.Array | None = None) -> jax.Array:
     """The clamp policy of the probability-space costs.
 
     ``log a`` is evaluated at ``max(a, tiny)`` and ``log(1 - a)`` at ``min(a, 1 - eps/2)``, where
@@ -144,24 +157,27 @@ def clamp_probs(probs: jax.Array, *, upper: bool) -> jax.Array:
     a term whose label weight is 0 still costs exactly 0. Values outside ``[0, 1]`` are not
     probabilities and give NaN.
     """
-    info = jnp.finfo(probs.dtype)
-    top = 1.0 - info.epsneg if upper else 1.0
-    clamped = jnp.clip(probs, info.smallest_normal, top)
+    if limits is None:
+        limits = probability_limits(probs.dtype, probs.dtype)
+    clamped = jnp.clip(probs, limits[0], limits[1] if upper else 1.0)
     return jnp.where((probs < 0) | (probs > 1), jnp.nan, clamped)
 
 
-def binary_cross_entropy(probs: jax.Array, labels: jax.Array) -> jax.Array:
+def binary_cross_entropy(probs: jax.Array, labels: jax.Array, limits: jax.Array | None = None) -> jax.Array:
     """Element-wise :math:`-[y \\log a + (1-y) \\log(1-a)]`, with ``log1p(-a)`` for ``log(1-a)``."""
-    low = clamp_probs(probs, upper=False)
-    high = jnp.where(jnp.isnan(low), jnp.nan, jnp.minimum(probs, 1.0 - jnp.finfo(probs.dtype).epsneg))
+    low = clamp_probs(probs, upper=False, limits=limits)
+    top = clamp_probs(jnp.ones((), probs.dtype), upper=True, limits=limits)
+    high = jnp.where(jnp.isnan(low), jnp.nan, jnp.minimum(probs, top))
     pos = jnp.where(labels == 0, 0.0, labels * jnp.log(low))
     neg = jnp.where(labels == 1, 0.0, (1.0 - labels) * jnp.log1p(-high))
     return -(pos + neg)
 
 
-def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, jax.Array]:
+def categorical_cross_entropy(
+    probs: jax.Array, labels: jax.Array, axes: Axes, limits: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """:math:`-\\sum_j y_j \\log a_j` with ``0 log 0 = 0``; a NaN probability still gives NaN."""
-    clamped = clamp_probs(probs, upper=False)
+    clamped = clamp_probs(probs, upper=False, limits=limits)
     skip = (labels == 0) & ~jnp.isnan(clamped)
     terms = jnp.where(skip, 0.0, labels * jnp.log(clamped))
     return -jnp.sum(terms, axis=axes), clamped

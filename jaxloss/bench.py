@@ -1,0 +1,302 @@
+"""``jaxloss bench``: time and memory of value-and-gradient, side by side, with ratios.
+
+For each cost, size and dtype, every implementation is compiled with ``jax.jit``:
+``value_and_grad`` of the mean loss (the training step's cost) and the loss alone. Timed
+repetitions are interleaved between implementations, so that a noisy shared machine slows
+them alike, and medians are reported. Each program's XLA temporary memory comes from its
+compiled memory analysis. A roofline row, one XLA pass that reads the logits and writes an
+array of the same size, is timed in the same run; times are also given as multiples of it.
+
+Implementations: ``jaxloss`` (custom_vjp), ``forward`` (custom_jvp), ``reference`` (autodiff of
+the article's formulas), ``optax``, and ``plain``: a closed-form custom_vjp written the simple
+way (``logsumexp``, ``softmax * sum(y) - y``, ``sigmoid(z) - y``), without jaxloss's exactness
+measures, to show what exactness costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import jaxloss
+from jaxloss import forward, reference
+
+# --- the simple closed-form baseline ("plain") ------------------------------------------
+
+
+@jax.custom_vjp
+def _plain_softmax(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return jnp.sum(labels * (jax.nn.logsumexp(logits, -1, keepdims=True) - logits), -1)
+
+
+def _plain_softmax_fwd(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, Any]:
+    lse = jax.nn.logsumexp(logits, -1, keepdims=True)
+    return jnp.sum(labels * (lse - logits), -1), (logits, labels, lse)
+
+
+def _plain_softmax_bwd(res: Any, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    logits, labels, lse = res
+    probs = jnp.exp(logits - lse)
+    g = g[..., None]
+    return g * (probs * jnp.sum(labels, -1, keepdims=True) - labels), g * (lse - logits)
+
+
+_plain_softmax.defvjp(_plain_softmax_fwd, _plain_softmax_bwd)
+
+
+@jax.custom_vjp
+def _plain_integer(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    lse = jax.nn.logsumexp(logits, -1)
+    return lse - jnp.take_along_axis(logits, labels[..., None], -1)[..., 0]
+
+
+def _plain_integer_fwd(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, Any]:
+    lse = jax.nn.logsumexp(logits, -1, keepdims=True)
+    loss = lse[..., 0] - jnp.take_along_axis(logits, labels[..., None], -1)[..., 0]
+    return loss, (logits, labels, lse)
+
+
+def _plain_integer_bwd(res: Any, g: jax.Array) -> tuple[jax.Array, None]:
+    logits, labels, lse = res
+    onehot = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1) == labels[..., None]
+    return g[..., None] * (jnp.exp(logits - lse) - onehot), None
+
+
+_plain_integer.defvjp(_plain_integer_fwd, _plain_integer_bwd)
+
+
+@jax.custom_vjp
+def _plain_sigmoid(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return jax.nn.softplus(logits) - labels * logits
+
+
+def _plain_sigmoid_fwd(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, Any]:
+    return _plain_sigmoid(logits, labels), (logits, labels)
+
+
+def _plain_sigmoid_bwd(res: Any, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    logits, labels = res
+    return g * (jax.nn.sigmoid(logits) - labels), -g * logits
+
+
+_plain_sigmoid.defvjp(_plain_sigmoid_fwd, _plain_sigmoid_bwd)
+
+
+def _upcast(fn: Callable[[jax.Array, jax.Array], jax.Array]) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    def wrapped(z: jax.Array, y: jax.Array) -> jax.Array:
+        dtype = jnp.promote_types(z.dtype, jnp.float32)
+        return fn(z.astype(dtype), y if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(dtype))
+
+    return wrapped
+
+
+# --- the benchmark cases ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """A cost, its labels, and the implementations to time."""
+
+    cost: str
+    labels: str  # "onehot", "integer" or "binary"
+
+
+CASES = (
+    Case("softmax_cross_entropy", "onehot"),
+    Case("softmax_cross_entropy_with_integer_labels", "integer"),
+    Case("sigmoid_binary_cross_entropy", "binary"),
+    Case("sigmoid_multilabel_cross_entropy", "binary"),
+)
+
+QUICK_SIZES = {"softmax": [(256, 10), (1024, 4096)], "elementwise": [(1024, 1024)]}
+FULL_SIZES = {
+    "softmax": [(256, 10), (1024, 1000), (2048, 8192), (2048, 32768)],
+    "elementwise": [(256, 10), (1024, 1024), (4096, 4096)],
+}
+
+
+def implementations(case: Case) -> dict[str, Callable[[jax.Array, jax.Array], jax.Array]]:
+    """The implementations of ``case`` by name."""
+    impls: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+        "jaxloss": getattr(jaxloss, case.cost),
+        "forward": getattr(forward, case.cost),
+        "reference": getattr(reference, case.cost),
+    }
+    try:
+        import optax
+
+        if case.cost == "sigmoid_multilabel_cross_entropy":
+            impls["optax"] = lambda z, y: jnp.sum(optax.losses.sigmoid_binary_cross_entropy(z, y), -1)
+        else:
+            impls["optax"] = getattr(optax.losses, case.cost)
+    except ImportError:
+        pass
+    plain_costs: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+        "softmax_cross_entropy": _plain_softmax,
+        "softmax_cross_entropy_with_integer_labels": _plain_integer,
+        "sigmoid_binary_cross_entropy": _plain_sigmoid,
+        "sigmoid_multilabel_cross_entropy": lambda z, y: jnp.sum(_plain_sigmoid(z, y), -1),
+    }
+    impls["plain"] = _upcast(plain_costs[case.cost])
+    return impls
+
+
+def _inputs(case: Case, shape: tuple[int, int], dtype: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    k1, k2 = jax.random.split(key)
+    logits = (3.0 * jax.random.normal(k1, shape, jnp.float32)).astype(dtype)
+    if case.labels == "integer":
+        return logits, jax.random.randint(k2, shape[:-1], 0, shape[-1])
+    if case.labels == "onehot":
+        return logits, jax.nn.one_hot(jax.random.randint(k2, shape[:-1], 0, shape[-1]), shape[-1], dtype=dtype)
+    return logits, jax.random.bernoulli(k2, 0.5, shape).astype(dtype)
+
+
+def _compile(fn: Callable[..., Any], *args: jax.Array) -> tuple[Any, float]:
+    compiled = jax.jit(fn).lower(*args).compile()
+    try:
+        analysis = compiled.memory_analysis()
+        temp = float(analysis.temp_size_in_bytes) if analysis is not None else float("nan")
+    except (AttributeError, NotImplementedError):
+        temp = float("nan")
+    return compiled, temp
+
+
+@dataclass
+class Result:
+    """One implementation on one (cost, shape, dtype)."""
+
+    cost: str
+    shape: tuple[int, int]
+    dtype: str
+    implementation: str
+    grad_ms: float
+    loss_ms: float
+    grad_temp_mb: float
+    roofline_ms: float
+
+
+def _time_interleaved(programs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in programs}
+    for _ in range(repeats):
+        for name, run in programs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(run())
+            samples[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(s) for name, s in samples.items()}
+
+
+def bench_case(case: Case, shape: tuple[int, int], dtype: Any, repeats: int) -> list[Result]:
+    """Times every implementation of ``case`` at ``shape`` and ``dtype``, interleaved."""
+    logits, labels = _inputs(case, shape, dtype, jax.random.key(0))
+    programs: dict[str, Callable[[], Any]] = {}
+    temps: dict[str, float] = {}
+    roofline, _ = _compile(lambda z: z * 2.0, logits)
+    programs["roofline"] = lambda: roofline(logits)
+    for name, fn in implementations(case).items():
+
+        def mean_loss(z: jax.Array, y: jax.Array, fn: Callable[..., jax.Array] = fn) -> jax.Array:
+            return jnp.mean(fn(z, y))
+
+        grad_program, temps[name] = _compile(jax.value_and_grad(mean_loss), logits, labels)
+        loss_program, _ = _compile(mean_loss, logits, labels)
+        programs[f"{name}:grad"] = functools.partial(grad_program, logits, labels)
+        programs[f"{name}:loss"] = functools.partial(loss_program, logits, labels)
+    for run in programs.values():  # warm-up
+        jax.block_until_ready(run())
+    medians = _time_interleaved(programs, repeats)
+    return [
+        Result(
+            case.cost,
+            shape,
+            jnp.dtype(dtype).name,
+            name,
+            medians[f"{name}:grad"],
+            medians[f"{name}:loss"],
+            temps[name] / 2**20,
+            medians["roofline"],
+        )
+        for name in temps
+    ]
+
+
+def format_results(results: Sequence[Result]) -> str:
+    """A table with, per size, each implementation's times, ratios and temporaries."""
+    header = ("cost", "shape", "dtype", "impl", "v&g ms", "x roofline", "optax/impl", "loss ms", "temp MB")
+    lines = []
+    by_key: dict[tuple[str, tuple[int, int], str], dict[str, Result]] = {}
+    for r in results:
+        by_key.setdefault((r.cost, r.shape, r.dtype), {})[r.implementation] = r
+    for (cost, shape, dtype), group in by_key.items():
+        optax_ms = group["optax"].grad_ms if "optax" in group else float("nan")
+        for name, r in group.items():
+            lines.append(
+                (
+                    cost,
+                    f"{shape[0]}x{shape[1]}",
+                    dtype,
+                    name,
+                    f"{r.grad_ms:.3g}",
+                    f"{r.grad_ms / r.roofline_ms:.2f}",
+                    f"{optax_ms / r.grad_ms:.2f}",
+                    f"{r.loss_ms:.3g}",
+                    f"{r.grad_temp_mb:.1f}",
+                )
+            )
+    cells = [header, *lines]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``jaxloss bench``."""
+    parser = argparse.ArgumentParser(prog="jaxloss bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, float32 only: under a minute")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per program")
+    parser.add_argument("--cost", action="append", help="only these costs (repeatable)")
+    args = parser.parse_args(argv)
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    dtypes = ("float32",) if args.quick else ("float32", "bfloat16")
+    repeats = args.repeats or (7 if args.quick else 15)
+    device = jax.devices()[0]
+    print(
+        f"jaxloss {jaxloss.__version__} bench on {jax.default_backend()} ({device.device_kind}), "
+        f"medians of {repeats} interleaved runs",
+        flush=True,
+    )
+    results: list[Result] = []
+    for case in CASES:
+        if args.cost and case.cost not in args.cost:
+            continue
+        kind = "elementwise" if case.labels == "binary" else "softmax"
+        for shape in sizes[kind]:
+            for dtype in dtypes:
+                print(f"  {case.cost} {shape[0]}x{shape[1]} {dtype} ...", file=sys.stderr, flush=True)
+                results.extend(bench_case(case, shape, jnp.dtype(dtype), repeats))
+    print(format_results(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "backend": jax.default_backend(),
+                    "device": device.device_kind,
+                    "results": [asdict(r) for r in results],
+                },
+                f,
+                indent=1,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
