@@ -22,6 +22,7 @@ NaN.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -44,18 +45,38 @@ class SoftmaxStats(NamedTuple):
 
 
 def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
-    """Computes :math:`M` and :math:`T = \\sum_j e^{z_j - M} - 1` along ``axes``."""
+    """Computes :math:`M` and :math:`T = \\sum_j e^{z_j - M} - 1` along ``axes``.
+
+    :math:`T` is the sum below the maximum, :math:`\\sum_{z_j < M} e^{z_j - M}`, plus the number
+    of ties for the maximum less one, so that no rounding of a leading 1 touches it.
+
+    Written for XLA's CPU fusion: both reductions take only arithmetic producers (``sign(-d)`` is
+    1 below the maximum and 0 at it, with no select and no broadcast constant), so that neither
+    writes an array the size of the logits; and the count is chained after the sum (through
+    ``0 * sign(below_max)``) so that the two sibling reductions are not fused into one multi-output
+    loop, which is several times slower on the CPU. ``+inf`` maxima are handled per row: there,
+    ``sign(M' - z)`` is -1 at each ``+inf`` entry, which gives their count.
+    """
     row_max = jnp.max(logits, axis=axes, keepdims=True)
-    is_max = logits == row_max
-    exps = jnp.exp(shifted_logits(logits, row_max))
-    ties = jnp.sum(is_max, axis=axes, keepdims=True, dtype=logits.dtype)
-    rest = jnp.sum(jnp.where(is_max, 0.0, exps), axis=axes, keepdims=True) + (ties - 1.0)
-    return SoftmaxStats(row_max, rest)
+    infinite = row_max == jnp.inf
+    finite_max = jnp.minimum(row_max, jnp.finfo(logits.dtype).max)
+    diff = logits - finite_max
+    below_max = jnp.sum(jnp.exp(diff) * jnp.sign(-diff), axis=axes, keepdims=True)
+    chained_max = finite_max + 0.0 * jnp.sign(below_max)  # sign: -inf in +inf rows would give NaN
+    signs = jnp.sum(jnp.sign(chained_max - logits), axis=axes, keepdims=True)
+    num_classes = math.prod(logits.shape[a] for a in axes)
+    ties = jnp.where(infinite, 0.5 * (num_classes - signs), num_classes - signs)
+    return SoftmaxStats(row_max, jnp.where(infinite, 0.0, below_max) + (ties - 1.0))
 
 
 def shifted_logits(logits: jax.Array, row_max: jax.Array) -> jax.Array:
-    """Returns :math:`z_j - M`, exactly 0 at every arg-max (also when ``M`` is infinite)."""
-    return jnp.where(logits == row_max, 0.0, logits - row_max)
+    """Returns :math:`z_j - M`, exactly 0 at every arg-max.
+
+    Where :math:`M = +\\infty`, the ``+inf`` entries give 0 and the others ``-inf``. A row of only
+    ``-inf`` gives NaN here and is zeroed by :func:`live_rows`.
+    """
+    infinite = row_max == jnp.inf
+    return jnp.where(infinite, jnp.where(logits == jnp.inf, 0.0, -jnp.inf), logits - row_max)
 
 
 def neg_log_softmax(logits: jax.Array, stats: SoftmaxStats) -> jax.Array:
@@ -81,9 +102,10 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, axes: Axes) -> t
     return jnp.squeeze(loss, axes), stats
 
 
-def label_logit(logits: jax.Array, is_label: jax.Array, axes: Axes) -> jax.Array:
-    """Picks the label's logit with a select and a sum (exact: one term is non-zero)."""
-    return jnp.sum(jnp.where(is_label, logits, 0.0), axis=axes, keepdims=True)
+def label_logit(logits: jax.Array, labels: jax.Array, axes: Axes) -> jax.Array:
+    """Gathers the label's logit (an out-of-range label reads a clipped index; callers mask it)."""
+    (axis,) = axes
+    return jnp.take_along_axis(logits, jnp.expand_dims(labels, axis), axis=axis, mode="clip")
 
 
 def integer_label_mask(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, jax.Array]:
@@ -108,8 +130,9 @@ def softmax_cross_entropy_with_integer_labels(
     """
     kept = kept_logits(logits, where)
     stats = softmax_stats(kept, axes)
-    is_label, in_range = integer_label_mask(logits, labels, axes)
-    z_label = label_logit(logits, is_label, axes)
+    num_classes = logits.shape[axes[0]]
+    in_range = jnp.expand_dims((labels >= 0) & (labels < num_classes), axes)
+    z_label = label_logit(logits, labels, axes)
     gap = jnp.where(z_label == stats.max, 0.0, stats.max - z_label)
     loss = gap + jnp.log1p(stats.rest)
     loss = jnp.where(in_range, loss, jnp.nan)
