@@ -11,7 +11,8 @@ Inputs (``quick``; ``full`` uses more points):
 Scoring, with the inputs taken as exact: a loss, a gradient element or a label-gradient element
 is scored in ulps of its exact value (a result whose exact value is below the smallest normal
 number may flush to zero). Soft-label logit gradients :math:`a \\sum y - y` are scored in units
-of :math:`\\epsilon \\max(|a|, |y|)`. A non-finite result where the exact one is finite and
+of :math:`\\epsilon \\max(|a \\sum y|, |y|)` (the issue's :math:`\\epsilon \\max(|a|, |y|)` when the
+labels sum to one). A non-finite result where the exact one is finite and
 representable counts as a failure. Softmax costs are scored against the exact cost of
 ``z - max z`` as the dtype rounds it (the same as the exact cost when those differences are
 exact), which is the best any float computation of a softmax can do.
@@ -43,7 +44,7 @@ class Sweep:
     inputs: np.ndarray  # (rows, classes) or (n,) for element-wise costs
     targets: np.ndarray
     exact: list[Any]  # per row (or element): (loss, input gradient, label gradient or None)
-    probs: list[list[Any]] | None  # exact activations, for scoring soft-label logit gradients
+    probs: list[list[Any]] | None  # the a (sigmoid) or a * sum(y) (softmax) term of logit gradients
     allowance: list[tuple[Any, list[Any], list[Any]]] | None = None  # for rounding z - max z
 
     @property
@@ -107,102 +108,177 @@ def _rounding_allowance(d: list[Any], p: list[Any], labels: np.ndarray, dtype: n
     return loss, grad, label
 
 
-def _soft(rng: np.random.Generator, n: int, dtype: np.dtype) -> np.ndarray:
-    raw = rng.random(n) + 0.05
-    return (raw / raw.sum()).astype(dtype)
-
-
 def compute_dtype(dtype: Any) -> np.dtype:
     """float16 and bfloat16 are computed in float32."""
     dtype = np.dtype(dtype)
     return np.dtype(np.float32) if jnp.finfo(dtype).bits < 32 else dtype
 
 
+def _per_element(parts: list[Any]) -> tuple[Any, list[Any], list[Any]]:
+    """Sums element-wise exact results over a row (the multi-label costs)."""
+    return mp.fsum(p[0] for p in parts), [p[1][0] for p in parts], [p[2][0] for p in parts]
+
+
+def make_sweep(cost: str, labels: str, inputs: np.ndarray, targets: np.ndarray, dtype: Any) -> Sweep:
+    """Computes the exact results of ``cost`` on ``inputs`` and ``targets`` in ``dtype``.
+
+    Element-wise costs take 1-D inputs; the others take rows of shape (rows, classes). Integer
+    targets are class ids. The probability clamp follows the input dtype, as the library does.
+    """
+    dtype = np.dtype(dtype)
+    compute = compute_dtype(dtype)
+    probs: list[Any] | None = None
+    allowance: list[Any] | None = None
+    if cost == "sigmoid_binary_cross_entropy":
+        exact: list[Any] = [_exact.sigmoid(a, b) for a, b in zip(inputs, targets, strict=True)]
+        probs = [[e[1][0] + _exact._m(t)] for e, t in zip(exact, targets, strict=True)]
+    elif cost == "sigmoid_multilabel_cross_entropy":
+        exact = [
+            _per_element([_exact.sigmoid(a, b) for a, b in zip(zr, yr, strict=True)])
+            for zr, yr in zip(inputs, targets, strict=True)
+        ]
+        probs = [
+            [g + _exact._m(t) for g, t in zip(e[1], yr, strict=True)] for e, yr in zip(exact, targets, strict=True)
+        ]
+    elif cost.startswith(("softmax", "safe_softmax")):
+        exact, probs, allowance = [], [], []
+        for r, t in zip(inputs, targets, strict=True):
+            onehot = np.eye(len(r), dtype=np.float64)[t] if labels == "integer" else t
+            loss, grad, grad_labels = _exact.softmax(r, onehot)
+            exact.append((loss, grad, None if labels == "integer" else grad_labels))
+            d, p = _exact.softmax_parts(r)
+            label_sum = mp.fsum(_exact._m(v) for v in onehot)
+            probs.append([pj * label_sum for pj in p])  # the gradient's a * sum(y) term
+            allowance.append(_rounding_allowance(d, p, onehot, compute))
+    elif cost == "binary_cross_entropy":
+        exact = [_exact.binary_probs(p, q, dtype) for p, q in zip(inputs, targets, strict=True)]
+    elif cost == "multilabel_cross_entropy":
+        exact = [
+            _per_element([_exact.binary_probs(p, q, dtype) for p, q in zip(ar, yr, strict=True)])
+            for ar, yr in zip(inputs, targets, strict=True)
+        ]
+    elif cost == "categorical_cross_entropy":
+        exact = [_exact.categorical_probs(p, q, dtype) for p, q in zip(inputs, targets, strict=True)]
+    else:
+        raise ValueError(f"unknown cost {cost!r}")
+    return Sweep(cost, labels, inputs, targets, exact, probs, allowance)
+
+
+def _labels(rng: np.random.Generator, kind: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if kind == "hard":
+        return rng.integers(0, 2, shape).astype(dtype)
+    raw = rng.random(shape) + 0.05
+    if len(shape) > 1:
+        raw = raw / raw.sum(-1, keepdims=True)
+    return raw.astype(dtype)
+
+
 def sweeps(dtype: np.dtype, points: int, seed: int = 0) -> Iterator[Sweep]:
     """Every (cost, labels) sweep in ``dtype``, with exact results."""
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
-    compute = compute_dtype(dtype)
-    z = _logit_values(points).astype(dtype)
-    for labels in ("hard", "soft"):
-        y = np.tile([0.0, 1.0], len(z)).astype(dtype) if labels == "hard" else rng.random(2 * len(z)).astype(dtype)
-        zz = np.repeat(z, 2)
-        exact: list[Any] = [_exact.sigmoid(a, b) for a, b in zip(zz, y, strict=True)]
-        probs = [[e[1][0] + _exact._m(t)] for e, t in zip(exact, y, strict=True)]
-        yield Sweep("sigmoid_binary_cross_entropy", labels, zz, y, exact, probs)
-        finite = np.isfinite(zz)
-        rows, cols = (finite.sum() // 4, 4)
-        zm, ym = zz[finite][: rows * cols].reshape(rows, cols), y[finite][: rows * cols].reshape(rows, cols)
-        exact_rows = []
-        for zr, yr in zip(zm, ym, strict=True):
-            parts = [_exact.sigmoid(a, b) for a, b in zip(zr, yr, strict=True)]
-            exact_rows.append((mp.fsum(p[0] for p in parts), [p[1][0] for p in parts], [p[2][0] for p in parts]))
-        probs = [
-            [g + _exact._m(t) for g, t in zip(e[1], yr, strict=True)] for e, yr in zip(exact_rows, ym, strict=True)
-        ]
-        yield Sweep("sigmoid_multilabel_cross_entropy", labels, zm, ym, exact_rows, probs)
-
+    z = np.repeat(_logit_values(points).astype(dtype), 2)
+    finite = z[np.isfinite(z)]
     rows = _softmax_rows(points, dtype, rng)
+    a = np.repeat(_prob_values(points, dtype), 2)
+    for labels in ("hard", "soft"):
+        y = np.tile([0.0, 1.0], len(z) // 2).astype(dtype) if labels == "hard" else _labels(rng, "soft", z.shape, dtype)
+        yield make_sweep("sigmoid_binary_cross_entropy", labels, z, y, dtype)
+        n = len(finite) // 4 * 4
+        ym = y[np.isfinite(z)][:n].reshape(-1, 4)
+        yield make_sweep("sigmoid_multilabel_cross_entropy", labels, finite[:n].reshape(-1, 4), ym, dtype)
     for cost, labels in (
         ("softmax_cross_entropy_with_integer_labels", "integer"),
         ("softmax_cross_entropy", "hard"),
         ("softmax_cross_entropy", "soft"),
     ):
         for width in sorted({len(r) for r in rows}):
-            block = [r for r in rows if len(r) == width]
-            xs, ts, probs, allowance = [], [], [], []
-            exact = []
-            for r in block:
-                finite = np.flatnonzero(r != -np.inf)
-                choices = finite if labels != "soft" else [None]
-                for choice in choices[:4] if width > 4 else choices:
+            xs, ts = [], []
+            for r in (r for r in rows if len(r) == width):
+                choices = np.flatnonzero(r != -np.inf)[:4] if labels != "soft" else [None]
+                for choice in choices:
                     if labels == "soft":
-                        t = _soft(rng, width, dtype)
+                        t = _labels(rng, "soft", (width,), dtype)
                         t[r == -np.inf] = 0
                     else:
-                        t = np.eye(width, dtype=dtype)[choice]
-                    ex = _exact.softmax(r, t)
+                        t = choice if labels == "integer" else np.eye(width, dtype=dtype)[choice]
                     xs.append(r)
-                    ts.append(choice if labels == "integer" else t)
-                    exact.append(ex if labels != "integer" else (ex[0], ex[1], None))
-                    d, p = _exact.softmax_parts(r)
-                    probs.append(p)
-                    allowance.append(_rounding_allowance(d, p, t, compute))
-            yield Sweep(cost, labels, np.stack(xs), np.asarray(ts), exact, probs, allowance)
-
-    a = _prob_values(points, dtype)
+                    ts.append(t)
+            yield make_sweep(cost, labels, np.stack(xs), np.asarray(ts), dtype)
     for labels in ("hard", "soft"):
-        aa = np.repeat(a, 2)
-        y = np.tile([0.0, 1.0], len(a)).astype(dtype) if labels == "hard" else rng.random(2 * len(a)).astype(dtype)
-        yield Sweep(
-            "binary_cross_entropy",
-            labels,
-            aa,
-            y,
-            [_exact.binary_probs(p, q, compute) for p, q in zip(aa, y, strict=True)],
-            None,
-        )
-        n = len(aa) // 4 * 4
-        am, ym = aa[:n].reshape(-1, 4), y[:n].reshape(-1, 4)
-        exact_rows = []
-        for ar, yr in zip(am, ym, strict=True):
-            parts = [_exact.binary_probs(p, q, compute) for p, q in zip(ar, yr, strict=True)]
-            exact_rows.append((mp.fsum(p[0] for p in parts), [p[1][0] for p in parts], [p[2][0] for p in parts]))
-        yield Sweep("multilabel_cross_entropy", labels, am, ym, exact_rows, None)
-        cat_rows, cat_labels = [], []
-        for r in a[1:-1]:
-            rest = (1.0 - float(r)) / 3
-            cat_rows.append(np.array([r, rest, rest, rest], dtype))
-            cat_labels.append(np.eye(4, dtype=dtype)[0] if labels == "hard" else _soft(rng, 4, dtype))
-        cat_x, cat_y = np.stack(cat_rows), np.stack(cat_labels)
-        yield Sweep(
+        y = np.tile([0.0, 1.0], len(a) // 2).astype(dtype) if labels == "hard" else _labels(rng, "soft", a.shape, dtype)
+        yield make_sweep("binary_cross_entropy", labels, a, y, dtype)
+        n = len(a) // 4 * 4
+        yield make_sweep("multilabel_cross_entropy", labels, a[:n].reshape(-1, 4), y[:n].reshape(-1, 4), dtype)
+        inner = a[1:-1:2]
+        rest = ((1.0 - inner.astype(np.float64)) / 3).astype(dtype)
+        cat = np.stack([inner, rest, rest, rest], axis=-1)
+        onehot = np.tile(np.eye(4, dtype=dtype)[0], (len(cat), 1))
+        yield make_sweep(
             "categorical_cross_entropy",
             labels,
-            cat_x,
-            cat_y,
-            [_exact.categorical_probs(p, q, compute) for p, q in zip(cat_x, cat_y, strict=True)],
-            None,
+            cat,
+            onehot if labels == "hard" else _labels(rng, "soft", cat.shape, dtype),
+            dtype,
         )
+
+
+FUZZ_COSTS = (
+    ("sigmoid_multilabel_cross_entropy", "hard"),
+    ("sigmoid_multilabel_cross_entropy", "soft"),
+    ("softmax_cross_entropy_with_integer_labels", "integer"),
+    ("softmax_cross_entropy", "hard"),
+    ("softmax_cross_entropy", "soft"),
+    ("multilabel_cross_entropy", "soft"),
+    ("categorical_cross_entropy", "soft"),
+)
+
+
+def random_rows(
+    rng: np.random.Generator, cost: str, labels: str, rows: int, classes: int, dtype: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random inputs for the fuzz test: scales from 1e-5 up to the dtype's largest number,
+    ``-inf`` masks for the softmax, and probabilities down to 1e-30, 0 and 1."""
+    dtype = np.dtype(dtype)
+    shape = (rows, classes)
+    if cost in ("multilabel_cross_entropy", "categorical_cross_entropy"):
+        x = np.exp(rng.uniform(np.log(1e-30), 0.0, shape))
+        x[rng.random(shape) < 0.05] = 0.0
+        x[rng.random(shape) < 0.05] = 1.0
+        if cost == "categorical_cross_entropy":
+            x = x / np.maximum(x.sum(-1, keepdims=True), 1.0)
+        return x.astype(dtype), _labels(rng, labels, shape, dtype)
+    top = float(jnp.finfo(dtype).max)
+    scale = np.exp(rng.uniform(np.log(1e-5), np.log(top / 4), (rows, 1)))
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    if cost.startswith("softmax"):
+        x[rng.random(shape) < 0.1] = -np.inf
+        x[:, 0] = np.where(np.isneginf(x).all(-1), 0.0, x[:, 0])
+        if labels == "integer":
+            choice = np.array([rng.choice(np.flatnonzero(~np.isneginf(r))) for r in x])
+            return x, choice
+        y = (
+            _labels(rng, labels, shape, dtype)
+            if labels == "soft"
+            else np.eye(classes, dtype=dtype)[[rng.choice(np.flatnonzero(~np.isneginf(r))) for r in x]]
+        )
+        y[np.isneginf(x)] = 0
+        return x, y
+    return x, _labels(rng, labels, shape, dtype)
+
+
+FUZZ_WIDTHS = (2, 3, 5, 16)
+
+
+def fuzz_sweeps(examples: int, dtype: Any, seed: int = 0) -> Iterator[Sweep]:
+    """About ``examples`` random rows (each its own scale, mask and labels), spread over every
+    fuzzed cost and width, one sweep (one compilation) per cost and width."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, examples // (len(FUZZ_COSTS) * len(FUZZ_WIDTHS)))
+    for cost, labels in FUZZ_COSTS:
+        for width in FUZZ_WIDTHS:
+            x, y = random_rows(rng, cost, labels, rows, width, dtype)
+            yield make_sweep(cost, labels, x, y, dtype)
 
 
 # --- scoring ---------------------------------------------------------------------------

@@ -40,6 +40,8 @@ ROWS = 64
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 POINTS_QUICK = 25
 POINTS_FULL = 200
+FUZZ_QUICK = 112
+FUZZ_FULL = 5600
 SCALES = np.concatenate([np.geomspace(1e-5, 1e4, 19), [1e20, 3e38]])
 
 
@@ -293,8 +295,9 @@ class PrecisionRow:
     ok: bool
 
 
-def run_precision(dtypes: Sequence[str], points: int, seed: int = 0) -> tuple[list[PrecisionRow], dict]:
-    """Scores every implementation against mpmath; returns the rows and per-row errors for plots."""
+def run_precision(dtypes: Sequence[str], points: int, fuzz: int = 0, seed: int = 0) -> tuple[list[PrecisionRow], dict]:
+    """Scores every implementation against mpmath on the sweeps and on ``fuzz`` random rows per
+    dtype; returns the rows and per-row errors for plots."""
     rows: list[PrecisionRow] = []
     curves: dict[str, dict[str, Any]] = {}
     for dtype_name in dtypes:
@@ -303,7 +306,9 @@ def run_precision(dtypes: Sequence[str], points: int, seed: int = 0) -> tuple[li
             low = jnp.finfo(dtype).bits < 32
             loss_dtype = jnp.float32 if low else dtype
             grad_target = 1.0 if low else _precision.TARGET_ULPS
-            for sweep in _precision.sweeps(dtype, points, seed):
+            tagged = [(s, s.labels) for s in _precision.sweeps(dtype, points, seed)]
+            tagged += [(s, f"{s.labels}, random") for s in _precision.fuzz_sweeps(fuzz, dtype, seed)]
+            for sweep, label_name in tagged:
                 scores: dict[str, dict[str, Any] | None] = {}
                 for name, fn in _precision_implementations(sweep.cost).items():
                     if fn is None:
@@ -324,7 +329,7 @@ def run_precision(dtypes: Sequence[str], points: int, seed: int = 0) -> tuple[li
                 rows.append(
                     PrecisionRow(
                         sweep.cost,
-                        sweep.labels,
+                        label_name,
                         dtype_name,
                         len(sweep.exact),
                         sweep.loss_target,
@@ -427,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     every = ("float32", "float64", "bfloat16", "float16") if args.full else ("float32", "float64")
     dtypes = every if args.dtype == "all" else (args.dtype,)
     points = POINTS_FULL if args.full else POINTS_QUICK
+    fuzz = FUZZ_FULL if args.full else FUZZ_QUICK
     print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
     agreement_dtypes = [d for d in dtypes if d in TOLERANCE]
     print(
@@ -436,10 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run(agreement_dtypes, args.seed)
     print(format_table(rows))
     print(
-        f"\n2. precision against mpmath, {points} points a sweep: worst error in ulps as "
-        "loss/gradient/label gradient; nf = non-finite where the exact result is finite"
+        f"\n2. precision against mpmath, {points} points a sweep and {fuzz} random rows a dtype: worst error "
+        "in ulps as loss/gradient/label gradient; nf = non-finite where the exact result is finite"
     )
-    precision_rows, curves = run_precision(dtypes, points, args.seed)
+    precision_rows, curves = run_precision(dtypes, points, fuzz, args.seed)
     precision_rows = _merge(precision_rows)
     print(format_precision_table(precision_rows))
     failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
