@@ -197,6 +197,7 @@ def sweeps(dtype: np.dtype, points: int, seed: int = 0) -> Iterator[Sweep]:
             for r in (r for r in rows if len(r) == width):
                 choices = np.flatnonzero(r != -np.inf)[:4] if labels != "soft" else [None]
                 for choice in choices:
+                    t: Any
                     if labels == "soft":
                         t = _labels(rng, "soft", (width,), dtype)
                         t[r == -np.inf] = 0
