@@ -90,21 +90,22 @@ def _softmax_rows(points: int, dtype: np.dtype, rng: np.random.Generator) -> lis
     return [r.astype(dtype) for r in rows]
 
 
-def _rounding_allowance(d: list[Any], p: list[Any], labels: np.ndarray, dtype: np.dtype) -> tuple[Any, list, list]:
-    """What rounding each ``z_j - max z`` to ``dtype`` may cost, to first order, absolutely.
+def _rounding_allowance(d: list[Any], p: list[Any], labels: Any, dtype: np.dtype) -> tuple[Any, list, list]:
+    """What rounding each ``z_j - max z`` to ``dtype`` costs, to first order, absolutely.
 
-    With :math:`h = \\epsilon/2` and :math:`D = \\sum_k p_k |d_k|`: the loss
-    :math:`h \\sum_j (y_j + p_j \\sum y)|d_j|`, the gradient element
-    :math:`h\\, p_j \\sum y\\, (|d_j| + D)` and the label gradient :math:`h (|d_j| + D)`.
+    With :math:`r_j` the rounding error of :math:`d_j = z_j - \\max z` in ``dtype`` (0 where the
+    difference is exact, as in rows ``[t, 0, -t, t/2]``) and :math:`R = \\sum_k p_k r_k`: the loss
+    :math:`\\sum_j (y_j + p_j \\sum y) r_j`, the gradient element :math:`p_j \\sum y (r_j + R)` and
+    the label gradient :math:`r_j + R`.
     """
-    half_eps = mp.ldexp(1, -int(jnp.finfo(dtype).nmant) - 1)
     y = [_exact._m(v) for v in labels]
-    mag = [mp.mpf(0) if v == -mp.inf else abs(v) for v in d]
-    spread = mp.fsum(pk * dk for pk, dk in zip(p, mag, strict=True))
+    cast = np.dtype(dtype).type
+    rounding = [mp.mpf(0) if not mp.isfinite(v) else abs(_exact._m(cast(float(v))) - v) for v in d]
+    spread = mp.fsum(pk * rk for pk, rk in zip(p, rounding, strict=True))
     label_sum = mp.fsum(y)
-    loss = half_eps * mp.fsum((yj + pj * label_sum) * dj for yj, pj, dj in zip(y, p, mag, strict=True))
-    grad = [half_eps * pj * label_sum * (dj + spread) for pj, dj in zip(p, mag, strict=True)]
-    label = [half_eps * (dj + spread) for dj in mag]
+    loss = mp.fsum((yj + pj * label_sum) * rj for yj, pj, rj in zip(y, p, rounding, strict=True))
+    grad = [pj * label_sum * (rj + spread) for pj, rj in zip(p, rounding, strict=True)]
+    label = [rj + spread for rj in rounding]
     return loss, grad, label
 
 
