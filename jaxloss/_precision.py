@@ -100,7 +100,10 @@ def _rounding_allowance(d: list[Any], p: list[Any], labels: Any, dtype: np.dtype
     """
     y = [_exact._m(v) for v in labels]
     cast = np.dtype(dtype).type
-    rounding = [mp.mpf(0) if not mp.isfinite(v) else abs(_exact._m(cast(float(v))) - v) for v in d]
+    with np.errstate(over="ignore"):
+        rounded = [cast(float(v)) if mp.isfinite(v) else cast(0) for v in d]
+    # A difference that overflows only feeds exp(), which gives 0 either way: no allowance.
+    rounding = [abs(_exact._m(r) - v) if np.isfinite(r) else mp.mpf(0) for r, v in zip(rounded, d, strict=True)]
     spread = mp.fsum(pk * rk for pk, rk in zip(p, rounding, strict=True))
     label_sum = mp.fsum(y)
     loss = mp.fsum((yj + pj * label_sum) * rj for yj, pj, rj in zip(y, p, rounding, strict=True))
