@@ -124,8 +124,8 @@ def binary_cross_entropy_labels_grad_from_clamped(clamped: jax.Array) -> jax.Arr
     :math:`\\log1p((1 - 2a)/a)`, where :math:`1 - 2a` is exact.
     """
     middle = jnp.abs(clamped - 0.5) < 0.25
-    near_half = jnp.log1p((1.0 - 2.0 * clamped) / jnp.where(middle, clamped, 1.0))
-    return jnp.where(middle, near_half, jnp.log1p(-clamped) - jnp.log(clamped))
+    near_half = _stable.log1p((1.0 - 2.0 * clamped) / jnp.where(middle, clamped, 1.0))
+    return jnp.where(middle, near_half, _stable.log1p(-clamped) - jnp.log(clamped))
 
 
 def categorical_cross_entropy_grad_from_clamped(clamped: jax.Array, labels: jax.Array) -> jax.Array:
