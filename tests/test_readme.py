@@ -20,7 +20,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert len(commands) == 2
     verify, tests = (c.strip() for c in commands)
     assert verify.endswith("jaxloss verify") and "python3 -m venv" in verify
-    assert tests.endswith("pytest") and "'.[test]'" in tests
+    assert tests.endswith("pytest") and "'.[test," in tests
     assert tests in CI.read_text()
 
 
