@@ -50,22 +50,30 @@ def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
     :math:`T` is the sum below the maximum, :math:`\\sum_{z_j < M} e^{z_j - M}`, plus the number
     of ties for the maximum less one, so that no rounding of a leading 1 touches it.
 
-    Written for XLA's CPU fusion: both reductions take only arithmetic producers (``sign(-d)`` is
-    1 below the maximum and 0 at it, with no select and no broadcast constant), so that neither
-    writes an array the size of the logits; and the count is chained after the sum (through
-    ``0 * sign(below_max)``) so that the two sibling reductions are not fused into one multi-output
-    loop, which is several times slower on the CPU. ``+inf`` maxima are handled per row: there,
-    ``sign(M' - z)`` is -1 at each ``+inf`` entry, which gives their count.
+    Written for XLA's CPU fusion, whose fused reduction kernel takes only arithmetic producers
+    (a ``select`` or a shared broadcast constant makes it write an array the size of the logits
+    first): ``sign(-d)`` is 1 below the maximum and 0 at it, and the count of entries below it
+    is ``sum(min(max(gap, 0) * finfo.max, 1))``, exactly 1 for any gap a flush-to-zero machine
+    can represent. The count is chained after the sum so that the two sibling reductions are
+    not fused into one multi-output loop, which is several times slower on the CPU. ``+inf``
+    maxima are handled per row.
     """
     row_max = jnp.max(logits, axis=axes, keepdims=True)
     infinite = row_max == jnp.inf
-    finite_max = jnp.minimum(row_max, jnp.finfo(logits.dtype).max)
+    largest = jnp.finfo(logits.dtype).max
+    finite_max = jnp.minimum(row_max, largest)
     diff = logits - finite_max
     below_max = jnp.sum(jnp.exp(diff) * jnp.sign(-diff), axis=axes, keepdims=True)
-    chained_max = finite_max + 0.0 * jnp.sign(below_max)  # sign: -inf in +inf rows would give NaN
-    signs = jnp.sum(jnp.sign(chained_max - logits), axis=axes, keepdims=True)
+    # The count is chained after the sum (a zero that depends on it) so that the two are not
+    # fused into one slower multi-output loop. In a +inf row the gap of each +inf entry is
+    # -inf (a tie) and that of every finite entry at least finfo.max (below).
+    chained_max = finite_max + 0.0 * jnp.where(infinite, 0.0, below_max)
+    gap = (chained_max - logits) + jnp.where(infinite, largest, 0.0)
+    zero = 0.0 * finite_max  # a row's zero, not a constant, which XLA would write out in full
+    count_below = jnp.sum(jnp.minimum(jnp.maximum(gap, zero) * largest, 1.0), axis=axes, keepdims=True)
+    count_below = jax.lax.stop_gradient(count_below)  # a count: no derivative
     num_classes = math.prod(logits.shape[a] for a in axes)
-    ties = jnp.where(infinite, 0.5 * (num_classes - signs), num_classes - signs)
+    ties = num_classes - count_below
     return SoftmaxStats(row_max, jnp.where(infinite, 0.0, below_max) + (ties - 1.0))
 
 
@@ -77,6 +85,16 @@ def shifted_logits(logits: jax.Array, row_max: jax.Array) -> jax.Array:
     """
     infinite = row_max == jnp.inf
     return jnp.where(infinite, jnp.where(logits == jnp.inf, 0.0, -jnp.inf), logits - row_max)
+
+
+def divide_by_row(numerators: jax.Array, row_values: jax.Array) -> jax.Array:
+    """``numerators / row_values`` (broadcast), correctly rounded.
+
+    XLA rewrites a division by a broadcast into a multiplication by its reciprocal, which
+    rounds twice (up to 1 ulp instead of 1/2). Adding ``0 * numerators`` makes the divisor an
+    array of the numerators' shape, which it does not rewrite; the addition is fused and free.
+    """
+    return numerators / (row_values + 0.0 * numerators)
 
 
 def log1p_nonnegative(x: jax.Array) -> jax.Array:

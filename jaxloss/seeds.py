@@ -68,8 +68,8 @@ def sigmoid_binary_cross_entropy_labels_grad_from_inputs(logits: jax.Array, labe
 def _softmax_from_stats(logits: jax.Array, stats: SoftmaxStats) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns ``p``, the arg-max mask and ``S = 1 + T``."""
     total = 1.0 + stats.rest
-    probs = jnp.exp(_stable.shifted_logits(logits, stats.max)) / total
-    return probs, logits == stats.max, total
+    numerators = jnp.exp(_stable.shifted_logits(logits, stats.max))
+    return _stable.divide_by_row(numerators, total), logits == stats.max, total
 
 
 def softmax_cross_entropy_grad_from_stats(
@@ -103,8 +103,8 @@ def softmax_cross_entropy_with_integer_labels_grad_from_stats(
     """
     probs, is_max, total = _softmax_from_stats(kept_logits, stats)
     is_label, in_range = _stable.integer_label_mask(kept_logits, labels, axes)
-    at_label = jnp.where(is_max, -stats.rest / total, probs - 1.0)
-    grad = jnp.where(is_label, at_label, probs)
+    # One use of `probs`, so that XLA fuses the whole seed into one loop.
+    grad = jnp.where(is_label & is_max, -stats.rest / total, probs - is_label.astype(probs.dtype))
     grad = jnp.where(in_range, grad, jnp.nan)
     return jnp.where(live, grad, 0.0)
 
