@@ -11,6 +11,7 @@ from jaxloss import reference as reference
 from jaxloss import seeds as seeds
 from jaxloss._api import NAMES, build
 from jaxloss._impl import RULES
+from jaxloss._reductions import mean as mean
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,4 @@ __version__ = "0.1.0"
     multilabel_cross_entropy,
 ) = build(RULES)
 
-__all__ = [*NAMES, "forward", "reference", "seeds"]
+__all__ = [*NAMES, "forward", "mean", "reference", "seeds"]

@@ -16,10 +16,12 @@ masked entries get a zero gradient instead of ``0 * inf``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from jaxloss._stable import Axes, integer_label_mask, kept_logits
+from jaxloss._stable import Axes, integer_label_mask, kept_logits, option_labels, smooth_binary_labels, soft_cap
 
 
 def _y_log_a(probs: jax.Array, labels: jax.Array) -> jax.Array:
@@ -76,3 +78,30 @@ def softmax_cross_entropy_with_integer_labels(
     loss = -jnp.log(jnp.exp(z_label) / jnp.where(live, total, 1.0))
     loss = jnp.where(jnp.squeeze(in_range, axes), loss, jnp.nan)
     return jnp.where(live, loss, 0.0)
+
+
+def sigmoid_cross_entropy_with_options(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> jax.Array:
+    """:math:`-w [w_+ y' \\log \\sigma(z') + (1 - y') \\log(1 - \\sigma(z'))]`, with :math:`z' = c \\tanh(z/c)`."""
+    del axes
+    probs = sigmoid(soft_cap(logits, options.cap))
+    smoothed = smooth_binary_labels(labels, options.smoothing)
+    positive = smoothed * jnp.log(probs)
+    if options.pos_weight is not None:
+        positive = options.pos_weight * positive
+    loss = -(positive + (1.0 - smoothed) * jnp.log(1.0 - probs))
+    return loss if options.weights is None else options.weights * loss
+
+
+def softmax_cross_entropy_with_options(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> jax.Array:
+    """:math:`-\\sum_j y'_j \\log a_j + \\alpha (\\log \\sum_p e^{z'_p})^2`.
+
+    With :math:`a = \\operatorname{softmax}(z')` and :math:`y'` the effective labels.
+    """
+    capped = soft_cap(logits, options.cap)
+    effective = option_labels(capped, labels, options.smoothing, options.weights, axes)
+    loss = categorical_cross_entropy(softmax(capped, axes), effective, None, axes)
+    if options.z_loss is not None:
+        total = jnp.sum(jnp.exp(capped), axis=axes)
+        live = total > 0
+        loss = loss + jnp.where(live, options.z_loss * jnp.square(jnp.log(jnp.where(live, total, 1.0))), 0.0)
+    return loss

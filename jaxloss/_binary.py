@@ -9,16 +9,29 @@ from collections.abc import Callable
 
 import jax
 
-from jaxloss import _checks
+from jaxloss import _checks, _options
 from jaxloss._impl import Implementation, publish
 
 
 def make_sigmoid_binary_cross_entropy(impl: Implementation) -> Callable[..., jax.Array]:
     """Builds ``sigmoid_binary_cross_entropy`` for one implementation."""
 
-    def sigmoid_binary_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    def sigmoid_binary_cross_entropy(
+        logits: jax.typing.ArrayLike,
+        labels: jax.typing.ArrayLike,
+        *,
+        label_smoothing: float | jax.typing.ArrayLike = 0.0,
+        weights: jax.typing.ArrayLike | None = None,
+        pos_weight: jax.typing.ArrayLike | None = None,
+        soft_cap: float | jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
         z, y = _checks.floating_pair(logits, labels, "logits")
-        return impl.sigmoid(z, y, None, ())
+        options = _options.sigmoid_options(
+            z, label_smoothing=label_smoothing, weights=weights, pos_weight=pos_weight, soft_cap=soft_cap
+        )
+        if options is None:
+            return impl.sigmoid(z, y, None, ())
+        return impl.sigmoid_options(z, y, options, ())
 
     sigmoid_binary_cross_entropy.__doc__ = f"""Element-wise sigmoid cross-entropy of logits and labels.
 
@@ -33,6 +46,7 @@ def make_sigmoid_binary_cross_entropy(impl: Implementation) -> Callable[..., jax
     Args:
       logits: floating logits, any shape.
       labels: labels in [0, 1], hard or soft, broadcastable with ``logits``.
+      {_options.SIGMOID_OPTIONS_DOC}
 
     Returns:
       The loss of each element, with the broadcast shape; float32 for float16 and bfloat16 input.

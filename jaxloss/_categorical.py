@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _checks
+from jaxloss import _checks, _options, _stable
 from jaxloss._impl import Implementation, publish
 
 _WHERE_DOC = """where: optional boolean mask, optax's meaning: with the shape of the logits it drops
@@ -28,14 +28,24 @@ def make_softmax_cross_entropy(impl: Implementation) -> Callable[..., jax.Array]
         labels: jax.typing.ArrayLike,
         axis: int | tuple[int, ...] = -1,
         where: jax.typing.ArrayLike | None = None,
+        *,
+        label_smoothing: float | jax.typing.ArrayLike = 0.0,
+        weights: jax.typing.ArrayLike | None = None,
+        z_loss: float | jax.typing.ArrayLike = 0.0,
+        soft_cap: float | jax.typing.ArrayLike | None = None,
     ) -> jax.Array:
         z, y = _checks.floating_pair(logits, labels, "logits")
         axes = _checks.canonical_axes(axis, z.ndim, "logits")
+        options = _options.softmax_options(
+            z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+        )
         mask = _checks.canonical_where(where, z.shape, axes)
         if mask is not None:
             z = jnp.where(mask, z, -jnp.inf)
             y = jnp.where(mask, y, 0.0)
-        return impl.softmax(z, y, None, axes)
+        if options is None:
+            return impl.softmax(z, y, None, axes)
+        return impl.softmax_options(z, y, options, axes)
 
     softmax_cross_entropy.__doc__ = f"""Softmax cross-entropy of logits and (soft) labels.
 
@@ -52,6 +62,7 @@ def make_softmax_cross_entropy(impl: Implementation) -> Callable[..., jax.Array]
       labels: per-class target weights, broadcastable with ``logits``.
       axis: the class axis or axes; the article's classes-by-examples layout is ``axis=0``.
       {_WHERE_DOC}
+      {_options.SOFTMAX_OPTIONS_DOC}
 
     Returns:
       The loss of each example: the broadcast shape without ``axis``.
@@ -97,6 +108,12 @@ def make_softmax_cross_entropy_with_integer_labels(impl: Implementation) -> Call
         labels: jax.typing.ArrayLike,
         axis: int | tuple[int, ...] = -1,
         where: jax.typing.ArrayLike | None = None,
+        *,
+        label_smoothing: float | jax.typing.ArrayLike = 0.0,
+        weights: jax.typing.ArrayLike | None = None,
+        ignore_index: int | None = None,
+        z_loss: float | jax.typing.ArrayLike = 0.0,
+        soft_cap: float | jax.typing.ArrayLike | None = None,
     ) -> jax.Array:
         z = _checks.as_array(logits, "logits")
         _checks.require_floating(z, "logits")
@@ -120,7 +137,23 @@ def make_softmax_cross_entropy_with_integer_labels(impl: Implementation) -> Call
             axes = (z.ndim - 1,)
         z = z.astype(_checks.compute_dtype(z))
         classes = jnp.broadcast_to(classes, batch_shape)
-        return impl.softmax_integer(z, classes, mask, axes)
+        options = _options.softmax_options(
+            z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+        )
+        if ignore_index is not None:
+            _checks.require_python_int(ignore_index, "ignore_index")
+            counts = classes != ignore_index
+            mask = jnp.expand_dims(counts, axes) if mask is None else mask & jnp.expand_dims(counts, axes)
+            classes = jnp.where(counts, classes, 0)  # an ignored row is dead: its label only must not be NaN
+        if options is None:
+            return impl.softmax_integer(z, classes, mask, axes)
+        # With options the labels are one-hot rows, and a class that `where` drops is dropped
+        # from the labels too (without options, optax's quirk reads a dropped label's logit).
+        y, _ = _stable.integer_labels_as_soft(z, classes, axes, None)
+        if mask is not None:
+            z = jnp.where(mask, z, -jnp.inf)
+            y = jnp.where(mask, y, 0.0)
+        return impl.softmax_options(z, y, options, axes)
 
     softmax_cross_entropy_with_integer_labels.__doc__ = f"""Softmax cross-entropy of logits and integer class labels.
 
@@ -140,6 +173,11 @@ def make_softmax_cross_entropy_with_integer_labels(impl: Implementation) -> Call
         a tuple ``axis``, a label is a flat index into the classes' slice, in C order.
       axis: the class axis, or a tuple of axes.
       {_WHERE_DOC}
+      ignore_index: a label value (an int, such as torch's -100) whose examples cost 0 and get a
+        zero gradient, as if ``where`` dropped them.
+      {_options.SOFTMAX_OPTIONS_DOC} With a tuple ``axis``, ``weights`` has the
+        flattened shape ``(C,)``. With any of these four options, a class that ``where`` drops
+        is dropped from the one-hot label too.
 
     Returns:
       The loss of each example, with the batch shape.

@@ -41,6 +41,12 @@ def require_real(array: jax.Array, name: str) -> None:
         raise TypeError(f"`{name}` must be real numbers, got {array.dtype} with shape {array.shape}.")
 
 
+def require_python_int(value: object, name: str) -> None:
+    """Raises ``TypeError`` unless ``value`` is a Python (or NumPy) integer, not an array or a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
+
+
 def canonical_axes(axis: int | tuple[int, ...], ndim: int, name: str) -> Axes:
     """Normalises an int or tuple ``axis`` of an ``ndim``-dimensional ``name`` to non-negative ints.
 
@@ -64,13 +70,15 @@ def canonical_axes(axis: int | tuple[int, ...], ndim: int, name: str) -> Axes:
     return tuple(axes)
 
 
-def broadcast_shape(first: jax.Array, second: jax.Array, names: tuple[str, str]) -> tuple[int, ...]:
+def broadcast_shape(
+    first: jax.typing.ArrayLike, second: jax.typing.ArrayLike, names: tuple[str, str]
+) -> tuple[int, ...]:
     """The broadcast shape of two arrays, or a ``ValueError`` naming both shapes."""
     try:
-        return tuple(np.broadcast_shapes(first.shape, second.shape))
+        return tuple(np.broadcast_shapes(np.shape(first), np.shape(second)))
     except ValueError:
         raise ValueError(
-            f"`{names[0]}` with shape {first.shape} and `{names[1]}` with shape {second.shape} "
+            f"`{names[0]}` with shape {np.shape(first)} and `{names[1]}` with shape {np.shape(second)} "
             "do not broadcast together."
         ) from None
 

@@ -3,7 +3,8 @@ seed from ``seeds``, and the residuals that pass between them.
 
 Residuals are the inputs (alive anyway) plus O(rows) statistics; the backward pass recomputes
 ``exp`` rather than saving an array the size of the logits. The third operand is the
-integer-label cost's ``where`` mask, or the probability costs' clamp limits.
+integer-label cost's ``where`` mask, the probability costs' clamp limits, or the options
+(``_options``) of the costs that take them.
 """
 
 from __future__ import annotations
@@ -86,8 +87,31 @@ def _categorical_probs_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.
     )
 
 
+def _sigmoid_options_forward(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    del axes
+    return _stable.sigmoid_cross_entropy_with_options(logits, labels, options), (logits, labels, options)
+
+
+def _sigmoid_options_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    del axes
+    logits, labels, options = residuals
+    return seeds.sigmoid_options_grads_from_inputs(logits, labels, options)
+
+
+def _softmax_options_forward(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    loss, stats = _stable.softmax_cross_entropy_with_options(logits, labels, options, axes)
+    return loss, (logits, labels, options, stats)
+
+
+def _softmax_options_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    logits, labels, options, stats = residuals
+    return seeds.softmax_options_grads_from_stats(logits, labels, options, stats, axes)
+
+
 SIGMOID = Core(_sigmoid_forward, _sigmoid_seed)
 SOFTMAX = Core(_softmax_forward, _softmax_seed)
 SOFTMAX_INTEGER = Core(_integer_forward, _integer_seed)
 BINARY_PROBS = Core(_binary_probs_forward, _binary_probs_seed)
 CATEGORICAL_PROBS = Core(_categorical_probs_forward, _categorical_probs_seed)
+SIGMOID_OPTIONS = Core(_sigmoid_options_forward, _sigmoid_options_seed)
+SOFTMAX_OPTIONS = Core(_softmax_options_forward, _softmax_options_seed)

@@ -27,9 +27,19 @@ class Implementation(NamedTuple):
     softmax_integer: Cost
     binary_probs: Cost
     categorical_probs: Cost
+    sigmoid_options: Cost  # the third operand is a SigmoidOptions
+    softmax_options: Cost  # the third operand is a SoftmaxOptions
 
 
-_CORES = (_cores.SIGMOID, _cores.SOFTMAX, _cores.SOFTMAX_INTEGER, _cores.BINARY_PROBS, _cores.CATEGORICAL_PROBS)
+_CORES = (
+    _cores.SIGMOID,
+    _cores.SOFTMAX,
+    _cores.SOFTMAX_INTEGER,
+    _cores.BINARY_PROBS,
+    _cores.CATEGORICAL_PROBS,
+    _cores.SIGMOID_OPTIONS,
+    _cores.SOFTMAX_OPTIONS,
+)
 
 RULES = Implementation(
     "jaxloss",
@@ -56,6 +66,8 @@ REFERENCE = Implementation(
     _article.softmax_cross_entropy_with_integer_labels,
     _article.binary_cross_entropy,
     _article.categorical_cross_entropy,
+    _article.sigmoid_cross_entropy_with_options,
+    _article.softmax_cross_entropy_with_options,
 )
 
 

@@ -7,11 +7,12 @@ are left to autodiff (their transposes are a broadcast and a select).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks
+from jaxloss import _checks, _options
 from jaxloss._impl import Cost, Implementation, publish
 
 
@@ -23,7 +24,7 @@ def _summed(
     where: jax.typing.ArrayLike | None,
     input_name: str,
     neutral: float,
-    aux: jax.Array | None = None,
+    aux: Any = None,
 ) -> jax.Array:
     axes = _checks.canonical_axes(axis, x.ndim, input_name)
     mask = _checks.canonical_where(where, x.shape, axes)
@@ -43,9 +44,19 @@ def make_sigmoid_multilabel_cross_entropy(impl: Implementation) -> Callable[...,
         labels: jax.typing.ArrayLike,
         axis: int | tuple[int, ...] = -1,
         where: jax.typing.ArrayLike | None = None,
+        *,
+        label_smoothing: float | jax.typing.ArrayLike = 0.0,
+        weights: jax.typing.ArrayLike | None = None,
+        pos_weight: jax.typing.ArrayLike | None = None,
+        soft_cap: float | jax.typing.ArrayLike | None = None,
     ) -> jax.Array:
         z, y = _checks.floating_pair(logits, labels, "logits")
-        return _summed(impl.sigmoid, z, y, axis, where, "logits", 0.0)
+        options = _options.sigmoid_options(
+            z, label_smoothing=label_smoothing, weights=weights, pos_weight=pos_weight, soft_cap=soft_cap
+        )
+        if options is None:
+            return _summed(impl.sigmoid, z, y, axis, where, "logits", 0.0)
+        return _summed(impl.sigmoid_options, z, y, axis, where, "logits", 0.0, options)
 
     sigmoid_multilabel_cross_entropy.__doc__ = f"""Multi-label cross-entropy: a sigmoid per label, summed over ``axis``.
 
@@ -61,6 +72,7 @@ def make_sigmoid_multilabel_cross_entropy(impl: Implementation) -> Callable[...,
       axis: the label axis or axes; the article's layout is ``axis=0``.
       where: optional boolean mask of the labels (the shape of ``logits``) or of the examples
         (the batch shape); dropped labels cost 0 and get a zero gradient.
+      {_options.SIGMOID_OPTIONS_DOC}
 
     Returns:
       The loss of each example.

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 Axes = tuple[int, ...]
-Cost = Callable[[jax.Array, jax.Array, "jax.Array | None", Axes], jax.Array]
+Cost = Callable[[jax.Array, jax.Array, Any, Axes], jax.Array]  # the third: where, limits or options
 
 
 class Core(NamedTuple):

@@ -23,7 +23,7 @@ NaN.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -253,3 +253,108 @@ def categorical_cross_entropy(
     skip = (labels == 0) & ~jnp.isnan(clamped)
     terms = jnp.where(skip, 0.0, labels * jnp.log(clamped))
     return -jnp.sum(terms, axis=axes), clamped
+
+
+# --- the training options (see ``_options``) ----------------------------------------------
+
+
+def soft_cap(logits: jax.Array, cap: jax.Array | None) -> jax.Array:
+    """:math:`c \\tanh(z / c)`, the logit soft-capping of Gemma 2 (the logits when ``cap`` is None)."""
+    return logits if cap is None else cap * jnp.tanh(logits / cap)
+
+
+def smooth_binary_labels(labels: jax.Array, smoothing: jax.Array | None) -> jax.Array:
+    """:math:`(1 - \\epsilon) y + \\epsilon / 2`, Keras's label smoothing for sigmoid costs."""
+    return labels if smoothing is None else (1.0 - smoothing) * labels + 0.5 * smoothing
+
+
+def smooth_labels(logits: jax.Array, labels: jax.Array, smoothing: jax.Array | None, axes: Axes) -> jax.Array:
+    """:math:`(1 - \\epsilon) y + \\epsilon / C`, torch's label smoothing for softmax costs.
+
+    ``C`` counts the classes in play: a ``-inf`` logit (a masked class, or one that ``where``
+    drops) gets no share, so smoothing never puts weight on a class of zero probability. With
+    no masked class this is torch's ``ε / C``.
+    """
+    if smoothing is None:
+        return labels
+    in_play = logits != -jnp.inf
+    count = jnp.sum(in_play, axis=axes, keepdims=True).astype(labels.dtype)
+    share = jnp.where(in_play, smoothing / jnp.maximum(count, 1.0), 0.0)
+    return (1.0 - smoothing) * labels + share
+
+
+def option_labels(
+    capped_logits: jax.Array, labels: jax.Array, smoothing: jax.Array | None, weights: jax.Array | None, axes: Axes
+) -> jax.Array:
+    """The effective labels of a softmax cost with options: :math:`w \\odot ((1 - \\epsilon) y + \\epsilon / C)`.
+
+    Class weights act on the labels, :math:`-\\sum_j w_j y_j \\log p_j`, as in torch.
+    """
+    smoothed = smooth_labels(capped_logits, labels, smoothing, axes)
+    return smoothed if weights is None else weights * smoothed
+
+
+def softmax_cross_entropy_with_options(
+    logits: jax.Array, labels: jax.Array, options: Any, axes: Axes
+) -> tuple[jax.Array, SoftmaxStats]:
+    """:math:`-\\sum_j y'_j \\log \\operatorname{softmax}(z')_j + \\alpha \\operatorname{lse}(z')^2`.
+
+    The options applied: :math:`z' = c \\tanh(z/c)`, and :math:`y'` from :func:`option_labels`.
+
+    Returns the loss and the row statistics of the capped logits :math:`z'`.
+    """
+    capped = soft_cap(logits, options.cap)
+    effective = option_labels(capped, labels, options.smoothing, options.weights, axes)
+    loss, stats = softmax_cross_entropy(capped, effective, axes)
+    if options.z_loss is not None:
+        penalty = options.z_loss * jnp.square(jnp.squeeze(log_sum_exp(stats), axes))
+        loss = loss + jnp.where(jnp.squeeze(live_rows(stats), axes), penalty, 0.0)
+    return loss, stats
+
+
+def sigmoid_cross_entropy_with_options(logits: jax.Array, labels: jax.Array, options: Any) -> jax.Array:
+    """Element-wise sigmoid cross-entropy with the options applied, a sum of non-negative terms."""
+    capped = soft_cap(logits, options.cap)
+    smoothed = smooth_binary_labels(labels, options.smoothing)
+    if options.pos_weight is None:
+        loss = sigmoid_binary_cross_entropy(capped, smoothed)
+    else:
+        loss = sigmoid_pos_weighted_cross_entropy(capped, smoothed, options.pos_weight)
+    return loss if options.weights is None else options.weights * loss
+
+
+def integer_labels_as_soft(
+    logits: jax.Array, labels: jax.Array, axes: Axes, ignore_index: int | None
+) -> tuple[jax.Array, jax.Array]:
+    """One-hot labels along the single class axis, and which examples count.
+
+    Examples whose label is ``ignore_index`` do not count; other labels outside ``[0, C)``
+    give a row of NaN labels, so that their loss and gradient are NaN.
+    """
+    is_label, in_range = integer_label_mask(logits, labels, axes)
+    counts = jnp.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
+    onehot = is_label.astype(logits.dtype)
+    invalid = ~in_range & jnp.expand_dims(counts, axes)
+    return jnp.where(invalid, jnp.nan, onehot), counts
+
+
+def softplus(x: jax.Array) -> jax.Array:
+    """:math:`\\log(1 + e^x) = \\max(x, 0) + \\log1p(e^{-|x|})`, a sum of non-negative terms."""
+    return jnp.maximum(x, 0.0) + log1p_nonnegative(jnp.exp(-jnp.abs(x)))
+
+
+def sigmoid_pos_weighted_cross_entropy(logits: jax.Array, labels: jax.Array, pos_weight: jax.Array) -> jax.Array:
+    """:math:`-[w_+ y \\log \\sigma(z) + (1 - y) \\log(1 - \\sigma(z))]`.
+
+    torch's ``pos_weight``, written :math:`w_+ y\\,\\mathrm{sp}(-z) + (1 - y)\\,\\mathrm{sp}(z)`
+    with the softplus ``sp``. Both terms are non-negative, and each is exactly 0 where its label
+    factor is 0 (so infinite logits with the matching hard label cost 0).
+    """
+    positive = jnp.where(labels == 0, 0.0, pos_weight * labels * softplus(-logits))
+    negative = jnp.where(labels == 1, 0.0, (1.0 - labels) * softplus(logits))
+    return positive + negative
+
+
+def log_sum_exp(stats: SoftmaxStats) -> jax.Array:
+    """:math:`\\operatorname{lse}(z) = M + \\log1p(T)`, per row (``-inf`` for a row of ``-inf``)."""
+    return stats.max + log_total(stats)

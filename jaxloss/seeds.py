@@ -26,10 +26,12 @@ one-hot case :math:`p_l - 1 = -T/S` keeps every digit (integer labels too; off t
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _stable
+from jaxloss import _checks, _options, _stable
 from jaxloss._stable import Axes, SoftmaxStats
 
 __all__ = [
@@ -41,9 +43,11 @@ __all__ = [
     "sigmoid_binary_cross_entropy_grad",
     "sigmoid_binary_cross_entropy_labels_grad",
     "sigmoid_multilabel_cross_entropy_grad",
+    "soft_cap_grad",
     "softmax_cross_entropy_grad",
     "softmax_cross_entropy_labels_grad",
     "softmax_cross_entropy_with_integer_labels_grad",
+    "z_loss_grad",
 ]
 
 
@@ -138,6 +142,89 @@ def categorical_cross_entropy_labels_grad_from_clamped(clamped: jax.Array) -> ja
     return -jnp.log(clamped)
 
 
+# --- the training options --------------------------------------------------------------
+
+
+def soft_cap_grad_from_inputs(logits: jax.Array, cap: jax.Array | None) -> jax.Array:
+    """:math:`d(c \\tanh(z/c))/dz = 1 - \\tanh^2(z/c) = 1/\\cosh^2(z/c)` (no cancellation near ±1)."""
+    if cap is None:
+        return jnp.ones_like(logits)
+    return 1.0 / jnp.square(jnp.cosh(logits / cap))
+
+
+def sigmoid_pos_weighted_grad_from_inputs(logits: jax.Array, labels: jax.Array, pos_weight: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial z = (1 - y)\\,\\sigma(z) - w_+ y\\,\\sigma(-z)`."""
+    small = jnp.exp(-jnp.abs(logits))
+    below_half = small / (1.0 + small)  # sigma(-|z|)
+    above_half = 1.0 / (1.0 + small)  # sigma(|z|)
+    positive = logits >= 0
+    sigmoid = jnp.where(positive, above_half, below_half)
+    sigmoid_of_minus = jnp.where(positive, below_half, above_half)
+    return (1.0 - labels) * sigmoid - pos_weight * labels * sigmoid_of_minus
+
+
+def sigmoid_pos_weighted_labels_grad_from_inputs(logits: jax.Array, pos_weight: jax.Array) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial y = w_+ \\operatorname{sp}(-z) - \\operatorname{sp}(z)`."""
+    return pos_weight * _stable.softplus(-logits) - _stable.softplus(logits)
+
+
+def sigmoid_options_grads_from_inputs(
+    logits: jax.Array, labels: jax.Array, options: Any
+) -> tuple[jax.Array, jax.Array]:
+    """Seeds of the sigmoid cost with options, w.r.t. the logits and the labels.
+
+    With :math:`z' = c \\tanh(z/c)` and :math:`y' = (1 - \\epsilon) y + \\epsilon/2`:
+    :math:`\\partial\\ell/\\partial z = w\\,[(1 - y')\\sigma(z') - w_+ y' \\sigma(-z')]\\,(1 - \\tanh^2(z/c))`
+    and :math:`\\partial\\ell/\\partial y = w(1 - \\epsilon)[w_+ \\operatorname{sp}(-z') - \\operatorname{sp}(z')]`.
+    """
+    capped = _stable.soft_cap(logits, options.cap)
+    smoothed = _stable.smooth_binary_labels(labels, options.smoothing)
+    if options.pos_weight is None:
+        grad = sigmoid_binary_cross_entropy_grad_from_inputs(capped, smoothed)
+        labels_grad = sigmoid_binary_cross_entropy_labels_grad_from_inputs(capped, smoothed)
+    else:
+        grad = sigmoid_pos_weighted_grad_from_inputs(capped, smoothed, options.pos_weight)
+        labels_grad = sigmoid_pos_weighted_labels_grad_from_inputs(capped, options.pos_weight)
+    if options.smoothing is not None:
+        labels_grad = (1.0 - options.smoothing) * labels_grad
+    if options.weights is not None:
+        grad, labels_grad = options.weights * grad, options.weights * labels_grad
+    if options.cap is not None:
+        grad = grad * soft_cap_grad_from_inputs(logits, options.cap)
+    return grad, labels_grad
+
+
+def z_loss_grad_from_stats(logits: jax.Array, stats: SoftmaxStats, z_loss: jax.Array) -> jax.Array:
+    """:math:`\\partial(\\alpha \\operatorname{lse}(z)^2)/\\partial z = 2\\alpha \\operatorname{lse}(z)\\, a`."""
+    probs, _, _ = _softmax_from_stats(logits, stats)
+    grad = (2.0 * z_loss) * _stable.log_sum_exp(stats) * probs
+    return jnp.where(_stable.live_rows(stats), grad, 0.0)
+
+
+def softmax_options_grads_from_stats(
+    logits: jax.Array, labels: jax.Array, options: Any, stats: SoftmaxStats, axes: Axes
+) -> tuple[jax.Array, jax.Array]:
+    """Seeds of the softmax cost with options; ``stats`` are those of the capped logits.
+
+    With :math:`z' = c \\tanh(z/c)` and :math:`y' = w \\odot ((1 - \\epsilon) y + \\epsilon / C)`:
+    :math:`\\partial\\ell/\\partial z = (a \\sum_p y'_p - y' + 2\\alpha \\operatorname{lse}(z') a)(1 - \\tanh^2(z/c))`
+    and :math:`\\partial\\ell/\\partial y = -w (1 - \\epsilon) \\log a`.
+    """
+    capped = _stable.soft_cap(logits, options.cap)
+    effective = _stable.option_labels(capped, labels, options.smoothing, options.weights, axes)
+    grad = softmax_cross_entropy_grad_from_stats(capped, effective, stats, axes)
+    if options.z_loss is not None:
+        grad = grad + z_loss_grad_from_stats(capped, stats, options.z_loss)
+    if options.cap is not None:
+        grad = grad * soft_cap_grad_from_inputs(logits, options.cap)
+    labels_grad = softmax_cross_entropy_labels_grad_from_stats(capped, stats)
+    if options.smoothing is not None:
+        labels_grad = (1.0 - options.smoothing) * labels_grad
+    if options.weights is not None:
+        labels_grad = options.weights * labels_grad
+    return grad, labels_grad
+
+
 # --- public seeds ----------------------------------------------------------------------
 
 
@@ -147,8 +234,20 @@ def _floats(*arrays: jax.typing.ArrayLike) -> list[jax.Array]:
     return [jnp.broadcast_to(a.astype(dtype), jnp.broadcast_shapes(*(o.shape for o in out))) for a in out]
 
 
-def sigmoid_binary_cross_entropy_grad(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+def sigmoid_binary_cross_entropy_grad(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    pos_weight: jax.typing.ArrayLike | None = None,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
+) -> jax.Array:
     """dJ/dZ of the sigmoid cost, per example: :math:`\\sigma(z) - y`.
+
+    With the options of :func:`jaxloss.sigmoid_binary_cross_entropy` it is
+    :math:`w\\,[(1 - y')\\sigma(z') - w_+ y' \\sigma(-z')]\\,(1 - \\tanh^2(z/c))`, with
+    :math:`y' = (1 - \\epsilon) y + \\epsilon/2` and :math:`z' = c \\tanh(z/c)`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -158,7 +257,12 @@ def sigmoid_binary_cross_entropy_grad(logits: jax.typing.ArrayLike, labels: jax.
       ['-5.000000e-01', '-2.061154e-09']
     """
     z, y = _floats(logits, labels)
-    return sigmoid_binary_cross_entropy_grad_from_inputs(z, y)
+    options = _options.sigmoid_options(
+        z, label_smoothing=label_smoothing, weights=weights, pos_weight=pos_weight, soft_cap=soft_cap
+    )
+    if options is None:
+        return sigmoid_binary_cross_entropy_grad_from_inputs(z, y)
+    return sigmoid_options_grads_from_inputs(z, y, options)[0]
 
 
 def sigmoid_binary_cross_entropy_labels_grad(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
@@ -172,11 +276,22 @@ sigmoid_multilabel_cross_entropy_grad = sigmoid_binary_cross_entropy_grad
 
 
 def softmax_cross_entropy_grad(
-    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, axis: int | tuple[int, ...] = -1
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] = -1,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """dJ/dZ of the softmax cost, per example: :math:`a \\sum_p y_p - y`.
 
-    It is :math:`a - y` only when the labels sum to one.
+    It is :math:`a - y` only when the labels sum to one. With the options of
+    :func:`jaxloss.softmax_cross_entropy` it is
+    :math:`(a \\sum_p y'_p - y' + 2\\alpha \\operatorname{lse}(z')\\, a)(1 - \\tanh^2(z/c))`, with
+    :math:`y' = w \\odot ((1 - \\epsilon) y + \\epsilon / C)`, :math:`z' = c \\tanh(z/c)` and
+    :math:`a = \\operatorname{softmax}(z')`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -186,7 +301,13 @@ def softmax_cross_entropy_grad(
     """
     z, y = _floats(logits, labels)
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
-    return softmax_cross_entropy_grad_from_stats(z, y, _stable.softmax_stats(z, axes), axes)
+    options = _options.softmax_options(
+        z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+    if options is None:
+        return softmax_cross_entropy_grad_from_stats(z, y, _stable.softmax_stats(z, axes), axes)
+    stats = _stable.softmax_stats(_stable.soft_cap(z, options.cap), axes)
+    return softmax_options_grads_from_stats(z, y, options, stats, axes)[0]
 
 
 def softmax_cross_entropy_labels_grad(
@@ -199,9 +320,20 @@ def softmax_cross_entropy_labels_grad(
 
 
 def softmax_cross_entropy_with_integer_labels_grad(
-    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, axis: int = -1
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: int = -1,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """dJ/dZ of the softmax cost with integer labels, per example: :math:`a - \\operatorname{onehot}(l)`.
+
+    With options, it is :func:`softmax_cross_entropy_grad` of the one-hot labels, and 0 for
+    the examples whose label is ``ignore_index``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -211,11 +343,36 @@ def softmax_cross_entropy_with_integer_labels_grad(
       ['-9.357623e-14', '9.357623e-14']
     """
     (z,) = _floats(logits)
+    classes = jnp.asarray(labels)
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
-    stats = _stable.softmax_stats(z, axes)
-    return softmax_cross_entropy_with_integer_labels_grad_from_stats(
-        z, jnp.asarray(labels), stats, _stable.live_rows(stats), axes
+    options = _options.softmax_options(
+        z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
+    if options is None and ignore_index is None:
+        stats = _stable.softmax_stats(z, axes)
+        return softmax_cross_entropy_with_integer_labels_grad_from_stats(
+            z, classes, stats, _stable.live_rows(stats), axes
+        )
+    y, counts = _stable.integer_labels_as_soft(z, classes, axes, ignore_index)
+    grad = softmax_cross_entropy_grad(
+        z, y, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+    return jnp.where(jnp.expand_dims(counts, axes), grad, 0.0)
+
+
+def soft_cap_grad(logits: jax.typing.ArrayLike, soft_cap: float | jax.typing.ArrayLike) -> jax.Array:
+    """The chain factor of logit soft-capping: :math:`d(c \\tanh(z/c))/dz = 1 - \\tanh^2(z/c)`."""
+    (z,) = _floats(logits)
+    return soft_cap_grad_from_inputs(z, jnp.asarray(soft_cap, z.dtype))
+
+
+def z_loss_grad(
+    logits: jax.typing.ArrayLike, z_loss: float | jax.typing.ArrayLike, axis: int | tuple[int, ...] = -1
+) -> jax.Array:
+    """The seed of the z-loss :math:`\\alpha \\operatorname{lse}(z)^2`: :math:`2 \\alpha \\operatorname{lse}(z) a`."""
+    (z,) = _floats(logits)
+    axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    return z_loss_grad_from_stats(z, _stable.softmax_stats(z, axes), jnp.asarray(z_loss, z.dtype))
 
 
 def binary_cross_entropy_grad(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:

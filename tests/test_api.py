@@ -83,7 +83,7 @@ def test_namespace_defines_exactly_the_eight_costs(ns):
 
 
 def test_all_lists_the_costs_and_the_submodules():
-    assert list(jaxloss.__all__) == [*NAMES, "forward", "reference", "seeds"]
+    assert list(jaxloss.__all__) == [*NAMES, "forward", "mean", "reference", "seeds"]
     assert list(jaxloss.forward.__all__) == list(NAMES)
     assert list(jaxloss.reference.__all__) == list(NAMES)
     for ns in NAMESPACES.values():
@@ -102,15 +102,20 @@ def test_signatures_are_identical_in_all_three_namespaces(name):
 
 @pytest.mark.parametrize("name", OPTAX_NAMES)
 def test_parameters_match_optax_names_defaults_and_kinds(name):
-    ours = inspect.signature(getattr(jaxloss, name)).parameters.values()
-    theirs = inspect.signature(getattr(optax.losses, name)).parameters.values()
-    assert [(p.name, p.kind, p.default) for p in ours] == [(p.name, p.kind, p.default) for p in theirs]
+    """optax's parameters, in its order and kinds; jaxloss's options come after, keyword-only."""
+    ours = list(inspect.signature(getattr(jaxloss, name)).parameters.values())
+    theirs = list(inspect.signature(getattr(optax.losses, name)).parameters.values())
+    shared = [p for p in ours if p.kind != inspect.Parameter.KEYWORD_ONLY]
+    assert [(p.name, p.kind, p.default) for p in shared] == [(p.name, p.kind, p.default) for p in theirs]
+    extra = ours[len(shared) :]
+    assert all(p.kind == inspect.Parameter.KEYWORD_ONLY for p in extra)
+    assert all(p.default in (0.0, None) for p in extra), "every option is off by default"
 
 
 @pytest.mark.parametrize("name", ["sigmoid_multilabel_cross_entropy", "categorical_cross_entropy"])
 def test_axis_and_where_parameters_of_the_other_reduced_costs(name):
     parameters = inspect.signature(getattr(jaxloss, name)).parameters
-    assert list(parameters)[2:] == ["axis", "where"]
+    assert list(parameters)[2:4] == ["axis", "where"]
     assert parameters["axis"].default == -1
     assert parameters["where"].default is None
 

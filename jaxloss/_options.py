@@ -1,0 +1,149 @@
+"""The training options of the logit-space costs: validation, and the two option sets.
+
+Options are keyword-only and off by default; a cost called without any takes its plain path.
+Each option set is a pytree of arrays in the compute dtype (``None`` for an option that is
+off), handed to the rules as their third operand, so one compiled rule serves every value.
+Options are not differentiated: the rules return no cotangent for them.
+
+The math of each option lives in ``_stable`` (the forward formulas) and ``seeds`` (the seeds).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import _checks
+from jaxloss._checks import Axes
+
+
+class SigmoidOptions(NamedTuple):
+    """Options of the sigmoid costs, each broadcast to the logits' shape or a scalar."""
+
+    smoothing: jax.Array | None  # epsilon: labels (1 - eps) y + eps / 2
+    weights: jax.Array | None  # per-element weights
+    pos_weight: jax.Array | None  # the weight of the positive term
+    cap: jax.Array | None  # logits c tanh(z / c)
+
+
+class SoftmaxOptions(NamedTuple):
+    """Options of the softmax costs; ``weights`` is broadcast to the logits' shape."""
+
+    smoothing: jax.Array | None  # epsilon: labels (1 - eps) y + eps / C
+    weights: jax.Array | None  # per-class weights
+    z_loss: jax.Array | None  # alpha: + alpha lse(z)^2
+    cap: jax.Array | None  # logits c tanh(z / c)
+
+
+def _scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jnp.dtype, low: float, high: float) -> jax.Array:
+    """A scalar option in the compute dtype; concrete values are checked against [low, high]."""
+    array = _checks.as_array(value, name)
+    if array.ndim != 0:
+        raise ValueError(f"`{name}` must be a scalar, got shape {array.shape}.")
+    _checks.require_real(array, name)
+    if isinstance(value, (numbers.Real, np.ndarray)):
+        number = float(value)
+        if not low <= number <= high:
+            raise ValueError(f"`{name}` must lie in [{low}, {high}], got {number}.")
+    return array.astype(dtype)
+
+
+def _positive_cap(value: float | jax.typing.ArrayLike | None, dtype: jnp.dtype) -> jax.Array | None:
+    if value is None:
+        return None
+    cap = _scalar(value, "soft_cap", dtype, 0.0, np.inf)
+    if isinstance(value, numbers.Real) and float(value) == 0.0:
+        raise ValueError("`soft_cap` must be positive (or None for no cap), got 0.")
+    return cap
+
+
+def _is_off(value: float | jax.typing.ArrayLike) -> bool:
+    return isinstance(value, numbers.Real) and float(value) == 0.0
+
+
+def _array_option(value: jax.typing.ArrayLike, name: str, dtype: jnp.dtype) -> jax.Array:
+    array = _checks.as_array(value, name)
+    _checks.require_real(array, name)
+    return array.astype(dtype)
+
+
+def sigmoid_options(
+    logits: jax.Array,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    pos_weight: jax.typing.ArrayLike | None = None,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
+) -> SigmoidOptions | None:
+    """Validates the sigmoid options against ``logits`` (in the compute dtype); None if all are off."""
+    dtype = logits.dtype
+    smoothing = None if _is_off(label_smoothing) else _scalar(label_smoothing, "label_smoothing", dtype, 0.0, 1.0)
+    arrays: dict[str, jax.Array | None] = {}
+    for name, value in (("weights", weights), ("pos_weight", pos_weight)):
+        if value is None:
+            arrays[name] = None
+            continue
+        array = _array_option(value, name, dtype)
+        try:
+            shape = np.broadcast_shapes(array.shape, logits.shape)
+        except ValueError:
+            shape = None
+        if shape != logits.shape:
+            raise ValueError(
+                f"`{name}` with shape {array.shape} must broadcast to the shape {logits.shape} of `logits`."
+            )
+        arrays[name] = jnp.broadcast_to(array, logits.shape)
+    options = SigmoidOptions(smoothing, arrays["weights"], arrays["pos_weight"], _positive_cap(soft_cap, dtype))
+    return None if all(o is None for o in options) else options
+
+
+def softmax_options(
+    logits: jax.Array,
+    axes: Axes,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
+) -> SoftmaxOptions | None:
+    """Validates the softmax options against ``logits`` and its class ``axes``; None if all are off.
+
+    ``weights`` has the shape of the class axes, ``(C,)`` for one class axis, as in torch.
+    """
+    dtype = logits.dtype
+    smoothing = None if _is_off(label_smoothing) else _scalar(label_smoothing, "label_smoothing", dtype, 0.0, 1.0)
+    alpha = None if _is_off(z_loss) else _scalar(z_loss, "z_loss", dtype, 0.0, np.inf)
+    class_weights = None
+    if weights is not None:
+        array = _array_option(weights, "weights", dtype)
+        class_shape = tuple(logits.shape[a] for a in axes)
+        if array.shape != class_shape:
+            raise ValueError(
+                f"`weights` must have the shape {class_shape} of the class axes {axes} of `logits` "
+                f"with shape {logits.shape}, got {array.shape}."
+            )
+        # Lay the class axes out where they sit in the logits, then broadcast.
+        order = sorted(range(len(axes)), key=lambda i: axes[i])
+        laid_out = jnp.transpose(array, order) if len(axes) > 1 else array
+        expanded = jnp.expand_dims(laid_out, [d for d in range(logits.ndim) if d not in axes])
+        class_weights = jnp.broadcast_to(expanded, logits.shape)
+    options = SoftmaxOptions(smoothing, class_weights, alpha, _positive_cap(soft_cap, dtype))
+    return None if all(o is None for o in options) else options
+
+
+SIGMOID_OPTIONS_DOC = """label_smoothing: ε in [0, 1]: the labels become (1 - ε) y + ε/2, as in Keras.
+      weights: per-element weights, broadcastable to the logits: the loss is w times the loss.
+      pos_weight: the weight of the positive term, broadcastable to the logits:
+        -[w₊ y log σ(z) + (1 - y) log(1 - σ(z))], torch's ``pos_weight``.
+      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2."""
+
+SOFTMAX_OPTIONS_DOC = """label_smoothing: ε in [0, 1]: the labels become (1 - ε) y + ε/C, as in torch, where C
+        counts the classes in play (not ``-inf``, not dropped by ``where``).
+      weights: per-class weights with the shape of the class axes, ``(C,)``: the loss is
+        -Σ_j w_j y_j log p_j, as in torch.
+      z_loss: α ≥ 0: adds α logsumexp(z)² per example, as in PaLM.
+      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2."""

@@ -1,0 +1,66 @@
+"""Reducing per-example losses to the training objective."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import _checks
+
+
+def mean(
+    losses: jax.typing.ArrayLike,
+    where: jax.typing.ArrayLike | None = None,
+    weights: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """The weighted mean of the kept losses, torch's ``reduction="mean"``.
+
+    .. math::
+      \\bar\\ell = \\frac{\\sum_i [\\text{kept}_i]\\, w_i \\ell_i}{\\sum_i [\\text{kept}_i]\\, w_i}
+
+    It divides by the total weight of the examples kept, not by their number, as torch does
+    for a weighted cross-entropy (pass ``weights=class_weights[labels]`` there) and for
+    ignored examples. When nothing is kept, or the kept weights sum to 0, the mean is 0, not
+    NaN, and so is its gradient. Dropped losses are never read, so a NaN there does not leak.
+
+    Args:
+      losses: floating per-example losses, any shape.
+      where: optional boolean mask, broadcastable with ``losses``: which examples count.
+      weights: optional per-example weights, broadcastable with ``losses``.
+
+    Returns:
+      A scalar, in the dtype of ``losses``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+import numpy as np
+      >>> import jaxloss
+      >>> float(jaxloss.mean(jnp.array([1.0, 2.0, 9.0]), where=jnp.array([True, True, False])))
+      1.5
+      >>> float(jaxloss.mean(jnp.array([1.0, 2.0]), weights=jnp.array([3.0, 1.0])))
+      1.25
+      >>> float(jaxloss.mean(jnp.array([1.0, 2.0]), where=jnp.array([False, False])))
+      0.0
+    """
+    values = _checks.as_array(losses, "losses")
+    _checks.require_floating(values, "losses")
+    shape = values.shape
+    kept = jnp.ones(shape, bool)
+    if where is not None:
+        mask = _checks.as_array(where, "where")
+        if mask.dtype != jnp.bool_:
+            raise TypeError(f"`where` must be a boolean mask, got {mask.dtype} with shape {mask.shape}.")
+        shape = _checks.broadcast_shape(values, mask, ("losses", "where"))
+        kept = jnp.broadcast_to(mask, shape)
+    scale = jnp.ones((), values.dtype)
+    if weights is not None:
+        scale = _checks.as_array(weights, "weights")
+        _checks.require_real(scale, "weights")
+        shape = _checks.broadcast_shape(np.broadcast_to(np.empty((), bool), shape), scale, ("losses", "weights"))
+        scale = scale.astype(values.dtype)
+    values, kept, scale = (jnp.broadcast_to(a, shape) for a in (values, kept, scale))
+    total_weight = jnp.sum(jnp.where(kept, scale, 0.0))
+    total = jnp.sum(jnp.where(kept, scale * jnp.where(kept, values, 0.0), 0.0))
+    empty = total_weight == 0
+    return jnp.where(empty, 0.0, total / jnp.where(empty, 1.0, total_weight)).astype(values.dtype)
