@@ -99,13 +99,14 @@ def _sigmoid_options_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Ar
 
 
 def _softmax_options_forward(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
-    loss, stats = _stable.softmax_cross_entropy_with_options(logits, labels, options, axes)
-    return loss, (logits, labels, options, stats)
+    capped = _stable.soft_cap(logits, options.cap)
+    loss, stats = _stable.softmax_cross_entropy_with_options(capped, labels, options, axes)
+    return loss, (logits, capped, labels, options, stats)
 
 
 def _softmax_options_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
-    logits, labels, options, stats = residuals
-    return seeds.softmax_options_grads_from_stats(logits, labels, options, stats, axes)
+    logits, capped, labels, options, stats = residuals
+    return seeds.softmax_options_grads_from_stats(logits, capped, labels, options, stats, axes)
 
 
 SIGMOID = Core(_sigmoid_forward, _sigmoid_seed)

@@ -14,32 +14,33 @@ def mean(
     where: jax.typing.ArrayLike | None = None,
     weights: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
-    """The weighted mean of the kept losses, torch's ``reduction="mean"``.
+    """The mean of the kept losses over the weight of the kept examples: torch's ``reduction="mean"``.
 
     .. math::
-      \\bar\\ell = \\frac{\\sum_i [\\text{kept}_i]\\, w_i \\ell_i}{\\sum_i [\\text{kept}_i]\\, w_i}
+      \\bar\\ell = \\frac{\\sum_i [\\text{kept}_i]\\, \\ell_i}{\\sum_i [\\text{kept}_i]\\, w_i}
 
-    It divides by the total weight of the examples kept, not by their number, as torch does
-    for a weighted cross-entropy (pass ``weights=class_weights[labels]`` there) and for
-    ignored examples. When nothing is kept, or the kept weights sum to 0, the mean is 0, not
-    NaN, and so is its gradient. Dropped losses are never read, so a NaN there does not leak.
+    The losses already carry their weights (``weights=`` of a cost); the weights here only count
+    the examples, as torch's weighted cross-entropy does: pass ``weights=class_weights[labels]``
+    with integer labels. Without ``weights`` each example counts 1, which makes this the mean
+    over the kept examples (ignored labels, padding). When nothing is kept, or the kept weights
+    sum to 0, the mean is 0, not NaN, and so is its gradient. Dropped losses are never read, so
+    a NaN there does not leak.
 
     Args:
       losses: floating per-example losses, any shape.
       where: optional boolean mask, broadcastable with ``losses``: which examples count.
-      weights: optional per-example weights, broadcastable with ``losses``.
+      weights: optional per-example weights, broadcastable with ``losses``: how much each counts.
 
     Returns:
       A scalar, in the dtype of ``losses``.
 
     Examples:
       >>> import jax.numpy as jnp
-import numpy as np
       >>> import jaxloss
       >>> float(jaxloss.mean(jnp.array([1.0, 2.0, 9.0]), where=jnp.array([True, True, False])))
       1.5
-      >>> float(jaxloss.mean(jnp.array([1.0, 2.0]), weights=jnp.array([3.0, 1.0])))
-      1.25
+      >>> float(jaxloss.mean(jnp.array([3.0, 1.0]), weights=jnp.array([3.0, 1.0])))
+      1.0
       >>> float(jaxloss.mean(jnp.array([1.0, 2.0]), where=jnp.array([False, False])))
       0.0
     """
@@ -61,6 +62,6 @@ import numpy as np
         scale = scale.astype(values.dtype)
     values, kept, scale = (jnp.broadcast_to(a, shape) for a in (values, kept, scale))
     total_weight = jnp.sum(jnp.where(kept, scale, 0.0))
-    total = jnp.sum(jnp.where(kept, scale * jnp.where(kept, values, 0.0), 0.0))
+    total = jnp.sum(jnp.where(kept, values, 0.0))
     empty = total_weight == 0
     return jnp.where(empty, 0.0, total / jnp.where(empty, 1.0, total_weight)).astype(values.dtype)

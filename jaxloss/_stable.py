@@ -52,26 +52,29 @@ def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
 
     Written for XLA's CPU fusion, whose fused reduction kernel takes only arithmetic producers
     (a ``select`` or a shared broadcast constant makes it write an array the size of the logits
-    first): ``sign(-d)`` is 1 below the maximum and 0 at it, and the count of entries below it
-    is ``sum(min(max(gap, 0) * finfo.max, 1))``, exactly 1 for any gap a flush-to-zero machine
-    can represent. The count is chained after the sum so that the two sibling reductions are
-    not fused into one multi-output loop, which is several times slower on the CPU. ``+inf``
-    maxima are handled per row.
+    first): ``max(sign(-d), 0)`` is 1 below the maximum and 0 at it, and the count of entries
+    below it is ``sum(min(max(-d, 0) * finfo.max, 1))``, exactly 1 for any gap a flush-to-zero
+    machine can represent. ``+inf`` maxima are handled per row.
+
+    Both passes take ties from the sign of the same :math:`d = z - M`, never from ``z == M``:
+    where the logits are an expression such as ``a * b``, XLA fuses it into each pass and may
+    contract ``a * b - M`` into one fused multiply-add, which leaves the arg-max a tiny
+    :math:`d \\ne 0`. Read the same way in every pass, such an entry is still counted once.
     """
     row_max = jnp.max(logits, axis=axes, keepdims=True)
     infinite = row_max == jnp.inf
     largest = jnp.finfo(logits.dtype).max
     finite_max = jnp.minimum(row_max, largest)
-    diff = logits - finite_max
-    below_max = jnp.sum(jnp.exp(diff) * jnp.sign(-diff), axis=axes, keepdims=True)
-    # The count is chained after the sum (a zero that depends on it) so that the two are not
-    # fused into one slower multi-output loop. In a +inf row the gap of each +inf entry is
-    # -inf (a tie) and that of every finite entry at least finfo.max (below).
-    chained_max = finite_max + 0.0 * jnp.where(infinite, 0.0, below_max)
-    gap = (chained_max - logits) + jnp.where(infinite, largest, 0.0)
     zero = 0.0 * finite_max  # a row's zero, not a constant, which XLA would write out in full
-    count_below = jnp.sum(jnp.minimum(jnp.maximum(gap, zero) * largest, 1.0), axis=axes, keepdims=True)
-    count_below = jax.lax.stop_gradient(count_below)  # a count: no derivative
+    diff = logits - finite_max
+    below_max = jnp.sum(jnp.exp(diff) * jnp.maximum(jnp.sign(-diff), zero), axis=axes, keepdims=True)
+    # The count is chained after the sum (a zero that depends on it) so that the two are not
+    # fused into one slower multi-output loop. In a +inf row the shift is finfo.max twice over:
+    # each +inf entry stays +inf (a tie) and every finite entry falls below.
+    chained_max = finite_max + 0.0 * jnp.where(infinite, 0.0, below_max)
+    chained_diff = (logits - chained_max) - jnp.where(infinite, largest, 0.0)
+    below = jnp.minimum(jnp.maximum(-chained_diff, zero) * largest, 1.0)
+    count_below = jax.lax.stop_gradient(jnp.sum(below, axis=axes, keepdims=True))  # a count: no derivative
     num_classes = math.prod(logits.shape[a] for a in axes)
     ties = num_classes - count_below
     return SoftmaxStats(row_max, jnp.where(infinite, 0.0, below_max) + (ties - 1.0))
@@ -295,15 +298,14 @@ def option_labels(
 
 
 def softmax_cross_entropy_with_options(
-    logits: jax.Array, labels: jax.Array, options: Any, axes: Axes
+    capped: jax.Array, labels: jax.Array, options: Any, axes: Axes
 ) -> tuple[jax.Array, SoftmaxStats]:
     """:math:`-\\sum_j y'_j \\log \\operatorname{softmax}(z')_j + \\alpha \\operatorname{lse}(z')^2`.
 
-    The options applied: :math:`z' = c \\tanh(z/c)`, and :math:`y'` from :func:`option_labels`.
-
-    Returns the loss and the row statistics of the capped logits :math:`z'`.
+    Takes the capped logits :math:`z' = c \\tanh(z/c)` (:func:`soft_cap`) and
+    applies the other options; :math:`y'` comes from :func:`option_labels`. Returns the loss and
+    the row statistics of :math:`z'`.
     """
-    capped = soft_cap(logits, options.cap)
     effective = option_labels(capped, labels, options.smoothing, options.weights, axes)
     loss, stats = softmax_cross_entropy(capped, effective, axes)
     if options.z_loss is not None:

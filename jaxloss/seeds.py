@@ -72,8 +72,9 @@ def sigmoid_binary_cross_entropy_labels_grad_from_inputs(logits: jax.Array, labe
 def _softmax_from_stats(logits: jax.Array, stats: SoftmaxStats) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns ``p``, the arg-max mask and ``S = 1 + T``."""
     total = 1.0 + stats.rest
-    numerators = jnp.exp(_stable.shifted_logits(logits, stats.max))
-    return _stable.divide_by_row(numerators, total), logits == stats.max, total
+    shifted = _stable.shifted_logits(logits, stats.max)
+    # An arg-max is d >= 0, read as softmax_stats reads it (see there), not z == M.
+    return _stable.divide_by_row(jnp.exp(shifted), total), shifted >= 0, total
 
 
 def softmax_cross_entropy_grad_from_stats(
@@ -202,15 +203,15 @@ def z_loss_grad_from_stats(logits: jax.Array, stats: SoftmaxStats, z_loss: jax.A
 
 
 def softmax_options_grads_from_stats(
-    logits: jax.Array, labels: jax.Array, options: Any, stats: SoftmaxStats, axes: Axes
+    logits: jax.Array, capped: jax.Array, labels: jax.Array, options: Any, stats: SoftmaxStats, axes: Axes
 ) -> tuple[jax.Array, jax.Array]:
     """Seeds of the softmax cost with options; ``stats`` are those of the capped logits.
 
     With :math:`z' = c \\tanh(z/c)` and :math:`y' = w \\odot ((1 - \\epsilon) y + \\epsilon / C)`:
     :math:`\\partial\\ell/\\partial z = (a \\sum_p y'_p - y' + 2\\alpha \\operatorname{lse}(z') a)(1 - \\tanh^2(z/c))`
-    and :math:`\\partial\\ell/\\partial y = -w (1 - \\epsilon) \\log a`.
+    and :math:`\\partial\\ell/\\partial y = -w (1 - \\epsilon) \\log a`. ``capped`` is :math:`z'`, computed once
+    in the forward pass.
     """
-    capped = _stable.soft_cap(logits, options.cap)
     effective = _stable.option_labels(capped, labels, options.smoothing, options.weights, axes)
     grad = softmax_cross_entropy_grad_from_stats(capped, effective, stats, axes)
     if options.z_loss is not None:
@@ -306,8 +307,9 @@ def softmax_cross_entropy_grad(
     )
     if options is None:
         return softmax_cross_entropy_grad_from_stats(z, y, _stable.softmax_stats(z, axes), axes)
-    stats = _stable.softmax_stats(_stable.soft_cap(z, options.cap), axes)
-    return softmax_options_grads_from_stats(z, y, options, stats, axes)[0]
+    capped = _stable.soft_cap(z, options.cap)
+    stats = _stable.softmax_stats(capped, axes)
+    return softmax_options_grads_from_stats(z, capped, y, options, stats, axes)[0]
 
 
 def softmax_cross_entropy_labels_grad(
