@@ -12,6 +12,7 @@ from jaxloss import seeds as seeds
 from jaxloss._api import NAMES, build
 from jaxloss._impl import RULES
 from jaxloss._reductions import mean as mean
+from jaxloss.linear import linear_cross_entropy as linear_cross_entropy
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,4 @@ __version__ = "0.1.0"
     multilabel_cross_entropy,
 ) = build(RULES)
 
-__all__ = [*NAMES, "forward", "mean", "reference", "seeds"]
+__all__ = [*NAMES, "forward", "linear_cross_entropy", "mean", "reference", "seeds"]

@@ -11,6 +11,10 @@ Implementations: ``jaxloss`` (custom_vjp), ``forward`` (custom_jvp), ``reference
 the article's formulas), ``optax``, and ``plain``: a closed-form custom_vjp written the simple
 way (``logsumexp``, ``softmax * sum(y) - y``, ``sigmoid(z) - y``), without jaxloss's exactness
 measures, to show what exactness costs.
+
+``linear_cross_entropy`` is timed against the unfused path (``hidden @ weight``, then the
+integer-label cost; its ratio column is unfused/impl) and optax's, with each program's
+temporaries; ``--memory-plot`` adds the temporaries against the vocabulary size.
 """
 
 from __future__ import annotations
@@ -229,6 +233,98 @@ def bench_case(case: Case, shape: tuple[int, int], dtype: Any, repeats: int) -> 
     ]
 
 
+# --- the fused linear + cross-entropy --------------------------------------------------------
+
+QUICK_LINEAR = [(1024, 256, 8192)]
+FULL_LINEAR = [(4096, 512, 32768)]
+MEMORY_VOCABS = (4096, 8192, 16384, 32768, 65536, 131072)
+
+
+def _linear_implementations() -> dict[str, Callable[[jax.Array, jax.Array, jax.Array], jax.Array]]:
+    impls: dict[str, Callable[[jax.Array, jax.Array, jax.Array], jax.Array]] = {
+        "jaxloss": jaxloss.linear_cross_entropy,
+        "unfused": lambda h, w, ids: jaxloss.softmax_cross_entropy_with_integer_labels(
+            jnp.dot(h, w, preferred_element_type=jnp.float32), ids
+        ),
+    }
+    try:
+        import optax
+
+        impls["optax"] = lambda h, w, ids: optax.losses.softmax_cross_entropy_with_integer_labels(
+            jnp.dot(h, w, preferred_element_type=jnp.float32), ids
+        )
+    except ImportError:
+        pass
+    return impls
+
+
+def _linear_inputs(rows: int, dim: int, vocab: int, dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    hidden = jax.random.normal(k1, (rows, dim), jnp.float32).astype(dtype)
+    weight = (jax.random.normal(k2, (dim, vocab), jnp.float32) / dim**0.5).astype(dtype)
+    return hidden, weight, jax.random.randint(k3, (rows,), 0, vocab)
+
+
+def _linear_program(fn: Callable[..., jax.Array], hidden: jax.Array, weight: jax.Array, labels: jax.Array) -> Any:
+    def mean_loss(h: jax.Array, w: jax.Array) -> jax.Array:
+        return jnp.mean(fn(h, w, labels))
+
+    return _compile(jax.value_and_grad(mean_loss, argnums=(0, 1)), hidden, weight)
+
+
+def bench_linear(rows: int, dim: int, vocab: int, dtype: Any, repeats: int) -> list[Result]:
+    """value_and_grad of the mean, for hidden (rows, dim) and weight (dim, vocab): fused and not."""
+    hidden, weight, labels = _linear_inputs(rows, dim, vocab, dtype)
+    programs: dict[str, Callable[[], Any]] = {}
+    temps: dict[str, float] = {}
+    for name, fn in _linear_implementations().items():
+        program, temps[name] = _linear_program(fn, hidden, weight, labels)
+        programs[name] = functools.partial(program, hidden, weight)
+        jax.block_until_ready(programs[name]())  # warm-up
+    medians = _time_interleaved(programs, repeats)
+    cost = f"linear_cross_entropy (D={dim})"
+    dtype_name = jnp.dtype(dtype).name
+    nan = float("nan")
+    return [
+        Result(cost, (rows, vocab), dtype_name, name, medians[name], nan, temps[name] / 2**20, nan) for name in temps
+    ]
+
+
+def linear_memory(rows: int, dim: int, vocabs: Sequence[int]) -> dict[str, list[float]]:
+    """XLA's temporary memory (MiB) of value_and_grad against the vocabulary size, compiled only."""
+    curves: dict[str, list[float]] = {name: [] for name in ("jaxloss", "unfused")}
+    impls = _linear_implementations()
+    for vocab in vocabs:
+        hidden = jax.ShapeDtypeStruct((rows, dim), jnp.float32)
+        weight = jax.ShapeDtypeStruct((dim, vocab), jnp.float32)
+        labels = jnp.zeros((rows,), jnp.int32)
+        for name in curves:
+            _, temp = _linear_program(impls[name], hidden, weight, labels)  # type: ignore[arg-type]
+            curves[name].append(temp / 2**20)
+    return curves
+
+
+def plot_linear_memory(path: str, rows: int, dim: int, vocabs: Sequence[int], curves: dict[str, list[float]]) -> None:
+    """Saves the memory-against-vocabulary plot (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, label in (("unfused", "logits, then the cost"), ("jaxloss", "jaxloss.linear_cross_entropy")):
+        ax.plot(vocabs, curves[name], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("vocabulary size V")
+    ax.set_ylabel("XLA temporary memory of value_and_grad (MiB)")
+    ax.set_title(f"N={rows}, D={dim}, float32")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def format_results(results: Sequence[Result]) -> str:
     """A table with, per size, each implementation's times, ratios and temporaries."""
     header = ("cost", "shape", "dtype", "impl", "v&g ms", "x roofline", "optax/impl", "loss ms", "temp MB")
@@ -237,7 +333,8 @@ def format_results(results: Sequence[Result]) -> str:
     for r in results:
         by_key.setdefault((r.cost, r.shape, r.dtype), {})[r.implementation] = r
     for (cost, shape, dtype), group in by_key.items():
-        optax_ms = group["optax"].grad_ms if "optax" in group else float("nan")
+        base = "unfused" if "unfused" in group else "optax"
+        optax_ms = group[base].grad_ms if base in group else float("nan")
         for name, r in group.items():
             lines.append(
                 (
@@ -264,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per program")
     parser.add_argument("--cost", action="append", help="only these costs (repeatable)")
+    parser.add_argument(
+        "--memory-plot", metavar="PATH", help="also plot linear_cross_entropy's memory against V (matplotlib)"
+    )
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     dtypes = ("float32",) if args.quick else ("float32", "bfloat16")
@@ -283,7 +383,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             for dtype in dtypes:
                 print(f"  {case.cost} {shape[0]}x{shape[1]} {dtype} ...", file=sys.stderr, flush=True)
                 results.extend(bench_case(case, shape, jnp.dtype(dtype), repeats))
+    if not args.cost or "linear_cross_entropy" in args.cost:
+        for rows, dim, vocab in QUICK_LINEAR if args.quick else FULL_LINEAR:
+            for dtype in dtypes:
+                print(f"  linear_cross_entropy {rows}x{dim}x{vocab} {dtype} ...", file=sys.stderr, flush=True)
+                results.extend(bench_linear(rows, dim, vocab, jnp.dtype(dtype), max(3, repeats // 3)))
     print(format_results(results))
+    if args.memory_plot:
+        rows, dim = FULL_LINEAR[0][:2]
+        curves = linear_memory(rows, dim, MEMORY_VOCABS)
+        print(f"linear_cross_entropy temporaries (MiB) at N={rows}, D={dim}, float32:")
+        for vocab, fused, unfused in zip(MEMORY_VOCABS, curves["jaxloss"], curves["unfused"], strict=True):
+            print(f"  V={vocab:<7d} fused {fused:8.1f}  unfused {unfused:9.1f}  ratio {unfused / fused:6.1f}")
+        plot_linear_memory(args.memory_plot, rows, dim, MEMORY_VOCABS, curves)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

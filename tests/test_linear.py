@@ -1,0 +1,184 @@
+"""``linear_cross_entropy``: equal to the unfused cost, under every transformation, without the logits."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+
+N, D, V = 37, 16, 300  # 300 = 4 full blocks of 64 and a remainder of 44
+
+
+def _inputs(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    hidden = rng.normal(size=(N, D)).astype(dtype)
+    weight = (0.5 * rng.normal(size=(D, V))).astype(dtype)
+    bias = rng.normal(size=V).astype(dtype)
+    labels = rng.integers(0, V, N).astype(np.int32)
+    return hidden, weight, bias, labels
+
+
+def _unfused(hidden, weight, labels, bias=None, **options):
+    compute = jnp.float64 if hidden.dtype == jnp.float64 else jnp.float32
+    logits = jnp.dot(hidden, weight, preferred_element_type=compute)
+    if bias is not None:
+        logits = logits + bias[None, :].astype(compute)
+    return jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels, **options)
+
+
+def _value_and_grads(cost, hidden, weight, bias, labels, **options):
+    def total(h, w, b):
+        losses = cost(h, w, labels, bias=b, **options)
+        cotangent = jnp.sin(jnp.arange(N, dtype=losses.dtype))  # reduction "none": each loss its own weight
+        return jnp.sum(cotangent * losses)
+
+    return jax.jit(jax.value_and_grad(total, argnums=(0, 1, 2)))(hidden, weight, bias)
+
+
+def _assert_close(got, want, rtol):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * float(np.max(np.abs(w))))
+
+
+OPTIONS = [
+    {},
+    {"label_smoothing": 0.1},
+    {"weights": np.linspace(0.1, 2.0, V)},
+    {"z_loss": 1e-3, "soft_cap": 3.0},
+    {"label_smoothing": 0.2, "weights": np.linspace(2.0, 0.1, V), "z_loss": 1e-3, "soft_cap": 5.0},
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "+".join(o) or "plain")
+def test_equals_the_unfused_cost_in_float64(options, x64):
+    hidden, weight, bias, labels = _inputs()
+    fused = _value_and_grads(
+        lambda *a, **k: jaxloss.linear_cross_entropy(*a, block_size=64, **k), hidden, weight, bias, labels, **options
+    )
+    apart = _value_and_grads(_unfused, hidden, weight, bias, labels, **options)
+    _assert_close(fused, apart, 1e-12)
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 7, 64, 300, 1000])
+def test_equals_the_unfused_cost_in_float32_for_any_block(block_size):
+    hidden, weight, bias, labels = _inputs(np.float32)
+    fused = _value_and_grads(
+        lambda *a, **k: jaxloss.linear_cross_entropy(*a, block_size=block_size, **k), hidden, weight, bias, labels
+    )
+    apart = _value_and_grads(_unfused, hidden, weight, bias, labels)
+    _assert_close(fused, apart, 1e-5)
+
+
+def test_without_bias_and_with_where_and_ignore_index(x64):
+    hidden, weight, _, labels = _inputs()
+    keep = np.arange(N) % 3 != 0
+    labels = np.where(np.arange(N) % 5 == 0, -100, labels)
+    counted = keep & (labels != -100)
+
+    def fused(h, w):
+        return jnp.sum(jaxloss.linear_cross_entropy(h, w, labels, where=keep, ignore_index=-100, block_size=50))
+
+    def apart(h, w):
+        losses = jaxloss.softmax_cross_entropy_with_integer_labels(h @ w, np.where(counted, labels, 0))
+        return jnp.sum(jnp.where(counted, losses, 0.0))
+
+    _assert_close(
+        jax.value_and_grad(fused, (0, 1))(hidden, weight), jax.value_and_grad(apart, (0, 1))(hidden, weight), 1e-12
+    )
+    grad_hidden = jax.grad(fused)(hidden, weight)
+    np.testing.assert_array_equal(grad_hidden[~counted], 0.0)
+
+
+def test_confident_rows_keep_their_digits(x64):
+    """A logit gap of 40: the loss is about e^-40 and lse - z_l must not cancel to 0."""
+    hidden = np.eye(2, D)
+    weight = np.zeros((D, 3))
+    weight[0, 0] = 40.0
+    weight[1, 2] = 40.0
+    labels = np.array([0, 2])
+    loss = jaxloss.linear_cross_entropy(hidden.astype(np.float32), weight.astype(np.float32), labels)
+    np.testing.assert_allclose(loss, np.log1p(2 * np.exp(-40.0)), rtol=1e-6)
+    grad = jax.grad(lambda h: jnp.sum(jaxloss.linear_cross_entropy(h, weight.astype(np.float32), labels)))(
+        hidden.astype(np.float32)
+    )
+    assert np.all(grad[:, :2] != 0.0)
+
+
+def test_out_of_range_labels_give_nan():
+    hidden, weight, bias, labels = _inputs(np.float32)
+    labels = labels.copy()
+    labels[3] = V
+    loss = jaxloss.linear_cross_entropy(hidden, weight, labels, bias=bias)
+    assert np.isnan(loss[3]) and np.all(np.isfinite(np.delete(np.asarray(loss), 3)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_inputs_accumulate_in_float32(dtype):
+    """Gradients in the input dtype, computed as float32 from the rounded inputs: agreement with the
+    float32 computation to the input dtype's own rounding."""
+    hidden, weight, bias, labels = _inputs(np.float32)
+    low = [jnp.asarray(a, dtype) for a in (hidden, weight, bias)]
+    value, grads = _value_and_grads(jaxloss.linear_cross_entropy, *low, labels)
+    assert value.dtype == jnp.float32
+    assert all(g.dtype == dtype for g in grads)
+    want_value, want_grads = _value_and_grads(_unfused, *(a.astype(jnp.float32) for a in low), labels)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    eps = float(jnp.finfo(dtype).eps)
+    for g, w in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(np.asarray(g, np.float32), w, rtol=eps, atol=eps * float(np.max(np.abs(w))))
+
+
+def test_vmap_checkpoint_and_leading_batch_axes():
+    hidden, weight, bias, labels = _inputs(np.float32)
+    batched_h = hidden.reshape(1, N, D).repeat(2, axis=0)
+    batched_l = np.stack([labels, labels[::-1]])
+    per_batch = jax.vmap(lambda h, ids: jaxloss.linear_cross_entropy(h, weight, ids, bias=bias, block_size=64))(
+        batched_h, batched_l
+    )
+    direct = jaxloss.linear_cross_entropy(batched_h, weight, batched_l, bias=bias, block_size=64)
+    np.testing.assert_allclose(per_batch, direct, rtol=1e-6)
+    np.testing.assert_allclose(direct[1], _unfused(hidden, weight, labels[::-1], bias), rtol=1e-5)
+
+    def total(w):
+        return jnp.sum(jaxloss.linear_cross_entropy(batched_h, w, batched_l, bias=bias))
+
+    np.testing.assert_allclose(jax.grad(jax.checkpoint(total))(weight), jax.grad(total)(weight), rtol=1e-6)
+
+
+def test_the_compiled_program_holds_no_array_of_the_logits_size():
+    rows, vocab = 512, 4096
+    hidden = jnp.ones((rows, 64))
+    weight = jnp.ones((64, vocab))
+    labels = jnp.zeros((rows,), jnp.int32)
+
+    def temp_bytes(cost):
+        fn = jax.jit(jax.value_and_grad(lambda h, w: jnp.mean(cost(h, w, labels)), argnums=(0, 1)))
+        return fn.lower(hidden, weight).compile().memory_analysis().temp_size_in_bytes
+
+    fused = temp_bytes(lambda h, w, ids: jaxloss.linear_cross_entropy(h, w, ids, block_size=256))
+    apart = temp_bytes(_unfused)
+    assert apart >= rows * vocab * 4
+    assert fused < rows * vocab * 4 / 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "named"),
+    [
+        ({"weight": np.ones((D + 1, V))}, ValueError, "weight"),
+        ({"weight": np.ones((D, V), np.int32)}, TypeError, "weight"),
+        ({"hidden": np.ones((N, D), np.int32)}, TypeError, "hidden"),
+        ({"labels": np.ones(N)}, TypeError, "labels"),
+        ({"labels": np.ones(N + 1, np.int32)}, ValueError, "labels"),
+        ({"bias": np.ones(V + 1)}, ValueError, "bias"),
+        ({"where": np.ones(N)}, TypeError, "where"),
+        ({"block_size": 0}, ValueError, "block_size"),
+        ({"block_size": 2.5}, TypeError, "block_size"),
+        ({"weights": np.ones(V + 1)}, ValueError, "weights"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(kwargs, error, named):
+    hidden, weight, _, labels = _inputs(np.float32)
+    arguments = {"hidden": hidden, "weight": weight, "labels": labels, **kwargs}
+    with pytest.raises(error, match=named):
+        jaxloss.linear_cross_entropy(**arguments)
