@@ -90,10 +90,16 @@ def _logits_block(hidden: jax.Array, weight: jax.Array, bias: jax.Array | None, 
 
 
 def _for_blocks(vocab: int, width: int, body: Callable[[Any, Any, int], Any], carry: Any) -> Any:
-    """Runs ``body(carry, start, width)`` over the full blocks in a loop, then over the remainder."""
+    """Runs ``body(carry, start, width)`` over the full blocks, then over the remainder.
+
+    The first block runs before the loop, so that the loop's carry already has the type the
+    body gives it (inside ``shard_map``, values that vary over the mesh axes).
+    """
     full = vocab // width
     if full:
-        carry = jax.lax.fori_loop(0, full, lambda k, c: body(c, k * width, width), carry)
+        carry = body(carry, 0, width)
+    if full > 1:
+        carry = jax.lax.fori_loop(1, full, lambda k, c: body(c, k * width, width), carry)
     if vocab % width:
         carry = body(carry, full * width, vocab % width)
     return carry
@@ -187,7 +193,7 @@ def backward_blocks(
     cotangent: jax.Array,
     width: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """Gradients for ``hidden``, ``weight`` and ``bias`` (in the compute dtype), block by block.
+    """Gradients for ``hidden`` (in the compute dtype), ``weight`` and ``bias`` (in their dtypes).
 
     ``cotangent`` is the per-row cotangent (0 for rows that do not count); ``labels`` count
     from the first column of ``weight``; ``weight_total`` is :math:`\\sum_j w_j` over the whole
@@ -220,15 +226,19 @@ def backward_blocks(
         columns = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1).astype(compute)
         d_hidden = d_hidden + jax.lax.dot(grad, columns.T, preferred_element_type=compute)
         d_columns = jax.lax.dot(hidden_c.T, grad, preferred_element_type=compute)
-        d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, d_columns, start, axis=1)
+        # Each block of the weight's gradient is complete (one float32 product over all rows)
+        # before it is rounded to the weight's dtype: nothing accumulates in low precision.
+        d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, d_columns.astype(d_weight.dtype), start, axis=1)
         if d_bias is not None:
-            d_bias = jax.lax.dynamic_update_slice_in_dim(d_bias, jnp.sum(grad, axis=0), start, axis=0)
+            d_bias = jax.lax.dynamic_update_slice_in_dim(
+                d_bias, jnp.sum(grad, axis=0).astype(d_bias.dtype), start, axis=0
+            )
         return d_hidden, d_weight, d_bias
 
     start = (
         jnp.zeros((rows, hidden.shape[1]), compute),
-        jnp.zeros(weight.shape, compute),
-        None if bias is None else jnp.zeros(bias.shape, compute),
+        jnp.zeros(weight.shape, weight.dtype),
+        None if bias is None else jnp.zeros(bias.shape, bias.dtype),
     )
     return _for_blocks(vocab, width, body, start)
 
@@ -270,9 +280,9 @@ def _fused_bwd(width, residuals, cotangent):  # type: ignore[no-untyped-def]
         hidden, weight, bias, labels, options, totals, weight_total, weight.shape[1], row_cotangent, width
     )
     return (
-        d_hidden.astype(hidden.dtype),
-        d_weight.astype(weight.dtype),
-        None if bias is None else d_bias.astype(bias.dtype),
+        summed_like(d_hidden.astype(hidden.dtype), hidden),
+        summed_like(d_weight, weight),
+        None if bias is None else summed_like(d_bias, bias),
         None,
         None,
         None,
@@ -280,3 +290,23 @@ def _fused_bwd(width, residuals, cotangent):  # type: ignore[no-untyped-def]
 
 
 fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def summed_like(cotangent: jax.Array, primal: jax.Array) -> jax.Array:
+    """The cotangent of ``primal``, summed over the mesh axes it varies over and ``primal`` does not.
+
+    Inside ``shard_map``, an input that is the same on every device of an axis (a weight
+    replicated over the data axis, hidden states replicated over the vocabulary axis) is used on
+    each of them, so its gradient is the sum of theirs. Outside ``shard_map`` this is the
+    identity.
+    """
+    extra = tuple(sorted(_varying_axes(cotangent) - _varying_axes(primal)))
+    return jax.lax.psum(cotangent, extra) if extra else cotangent
+
+
+def _varying_axes(array: jax.Array) -> frozenset[str]:
+    """The mesh axes over which ``array`` varies inside ``shard_map`` (none outside it)."""
+    kind = getattr(jax.typeof(array), "manual_axis_type", None)
+    if kind is None:  # older JAX
+        return frozenset(getattr(jax.typeof(array), "vma", frozenset()))
+    return frozenset(kind.varying)

@@ -143,9 +143,24 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, axes: Axes) -> t
 
 
 def label_logit(logits: jax.Array, labels: jax.Array, axes: Axes) -> jax.Array:
-    """Gathers the label's logit (an out-of-range label reads a clipped index; callers mask it)."""
+    """Gathers the label's logit (an out-of-range label reads a clipped index; callers mask it).
+
+    Where the class axis is split over devices by an explicit sharding, a gather would have to
+    collect the logits first; there the label's logit is a masked sum over the classes instead,
+    which each device reduces locally before one all-reduce of a number per row.
+    """
     (axis,) = axes
+    if _sharded_along(logits, axis):
+        classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, axis)
+        at_label = classes == jnp.expand_dims(labels, axis)
+        return jnp.sum(jnp.where(at_label, logits, 0.0), axis=axis, keepdims=True)
     return jnp.take_along_axis(logits, jnp.expand_dims(labels, axis), axis=axis, mode="clip")
+
+
+def _sharded_along(array: jax.Array, axis: int) -> bool:
+    """Whether ``array``'s type says that ``axis`` is split over mesh axes (explicit sharding)."""
+    spec = getattr(getattr(jax.typeof(array), "sharding", None), "spec", None)
+    return spec is not None and len(spec) > axis and spec[axis] is not None
 
 
 def integer_label_mask(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, jax.Array]:

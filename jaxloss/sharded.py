@@ -1,0 +1,222 @@
+"""Vocabulary-parallel costs, for use inside ``jax.shard_map`` with the classes split over a mesh axis.
+
+Each device holds a contiguous shard of the vocabulary: logits of shape ``(..., V/k)`` (or a
+weight of shape ``(D, V/k)``), shard ``i`` holding classes ``[i V/k, (i + 1) V/k)``. Labels
+are global class ids, the same on every device. Per token, the forward pass communicates
+O(1) numbers and never the logits:
+
+1. ``pmax`` of the local maximum :math:`m_i`, giving :math:`M`;
+2. one ``psum`` of three numbers: the local :math:`R_i e^{m_i - M}` (the sum of exponentials,
+   the label left out), the label's logit (0 on the shards that do not hold it), and a count of
+   the shards that hold it.
+
+From these the loss is formed as on one device, :math:`(M - z_l) + \\log1p(T)`, with the same
+exactness (``_stable``, ``_linear``). The backward pass needs no communication for the logits:
+each device forms the seed :math:`e^{z - M}/S - \\text{onehot}` of its own classes. In
+``linear_cross_entropy`` the gradient of the (replicated) hidden states is a sum over the
+shards, one ``psum`` of an ``(N, D)`` array, as in Megatron-LM.
+
+Losses come back on every device of the axis, identical. The engine is JAX's own:
+``jax.lax.pmax``, ``psum`` and ``axis_index``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, _linear, _stable, linear
+
+__all__ = ["linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
+
+
+def _combine(stats: _linear.RowStats, axis_name: Any) -> _linear.RowStats:
+    """The statistics of the whole vocabulary from each shard's: one pmax and one psum."""
+    row_max = jax.lax.pmax(stats.max, axis_name)
+    shift_to = jnp.where(row_max == -jnp.inf, 0.0, row_max)
+    rescaled = stats.others * jnp.exp(stats.max - shift_to)
+    summed = jax.lax.psum(jnp.stack([rescaled, stats.label_logit, stats.has_label]), axis_name)
+    ones = jnp.ones_like(stats.label_weight)
+    return _linear.RowStats(row_max, summed[0], summed[1], summed[2], ones, jnp.zeros_like(ones), stats.seen_weight)
+
+
+def _shard_offset(local_classes: int, axis_name: Any) -> jax.Array:
+    return jax.lax.axis_index(axis_name) * local_classes
+
+
+# --- logits split over the vocabulary ------------------------------------------------------------
+
+
+def _logits_stats(logits: jax.Array, labels: jax.Array) -> _linear.RowStats:
+    """One shard's statistics, with ``labels`` relative to its first class (rows, classes)."""
+    compute = logits.dtype
+    row_max = jnp.max(logits, axis=1)
+    shift_to = jnp.where(row_max == -jnp.inf, 0.0, row_max)
+    is_label = jax.lax.broadcasted_iota(labels.dtype, logits.shape, 1) == labels[:, None]
+    exps = jnp.exp(logits - shift_to[:, None])
+    others = jnp.sum(jnp.where(is_label, 0.0, exps), axis=1)
+    label_logit = jnp.sum(jnp.where(is_label, logits, 0.0), axis=1)
+    has_label = jnp.any(is_label, axis=1).astype(compute)
+    zeros = jnp.zeros_like(row_max)
+    return _linear.RowStats(row_max, others, label_logit, has_label, zeros, zeros, jnp.zeros((), compute))
+
+
+def _integer_forward(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> tuple[jax.Array, Any]:
+    local = labels - _shard_offset(logits.shape[1], axis_name)
+    stats = _combine(_logits_stats(logits, local), axis_name)
+    loss, totals = _linear.finish(stats, _linear.BlockOptions(None, None, None, None), 1)
+    return jnp.where(counts, loss, 0.0), (logits, local, counts, totals)
+
+
+def _integer_primal(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> jax.Array:
+    return _integer_forward(logits, labels, counts, axis_name)[0]
+
+
+_integer = jax.custom_vjp(_integer_primal, nondiff_argnums=(3,))
+
+
+def _integer_fwd(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> tuple[jax.Array, Any]:
+    return _integer_forward(logits, labels, counts, axis_name)
+
+
+def _integer_bwd(axis_name: Any, residuals: Any, cotangent: jax.Array) -> tuple[Any, None, None]:
+    del axis_name  # no communication: each device's classes only
+    logits, local, counts, totals = residuals
+    is_label = jax.lax.broadcasted_iota(local.dtype, logits.shape, 1) == local[:, None]
+    probs = _stable.divide_by_row(jnp.exp(logits - totals.max[:, None]), totals.total[:, None])
+    grad = jnp.where(is_label, (-totals.others / totals.total)[:, None], probs)  # p_l - 1 = -R/S
+    row_cotangent = jnp.where(counts, cotangent, 0.0)
+    return row_cotangent[:, None] * grad, None, None
+
+
+_integer.defvjp(_integer_fwd, _integer_bwd)
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis_name: Any,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Softmax cross-entropy with integer labels, the classes split over the mesh axis ``axis_name``.
+
+    Call it inside ``shard_map`` with this device's shard of the logits, shape ``(..., V/k)`` on
+    the last axis, and the global labels. It equals the single-device
+    ``jaxloss.softmax_cross_entropy_with_integer_labels`` of the gathered logits, in value and
+    gradient, without gathering them: per token, one ``pmax`` and one ``psum`` of three numbers.
+
+    Args:
+      logits: this device's floating logits, classes on the last axis.
+      labels: global integer class ids with the batch shape, the same on every device.
+      axis_name: the mesh axis the vocabulary is split over.
+      where: optional boolean mask with the batch shape: dropped examples cost 0 and get a
+        zero gradient.
+
+    Returns:
+      The loss of each example, identical on every device of the axis.
+    """
+    z = _checks.as_array(logits, "logits")
+    _checks.require_floating(z, "logits")
+    classes = _checks.as_array(labels, "labels")
+    _checks.require_integer(classes, "labels")
+    batch = z.shape[:-1]
+    if classes.shape != batch:
+        raise ValueError(f"`labels` must have the batch shape {batch} of `logits` {z.shape}, got {classes.shape}.")
+    counts = jnp.ones(batch, bool)
+    if where is not None:
+        mask = _checks.as_array(where, "where")
+        if mask.dtype != jnp.bool_ or mask.shape != batch:
+            raise ValueError(
+                f"`where` must be a boolean mask with the batch shape {batch}, got {mask.dtype}{mask.shape}."
+            )
+        counts = mask
+    rows = math.prod(batch)
+    z = z.astype(_checks.compute_dtype(z)).reshape(rows, z.shape[-1])
+    loss = _integer(z, classes.reshape(rows), counts.reshape(rows), axis_name)
+    return loss.reshape(batch)
+
+
+# --- the output layer split over the vocabulary --------------------------------------------------
+
+
+def _linear_forward(
+    hidden: jax.Array, weight: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any, width: int
+) -> tuple[jax.Array, Any]:
+    local = labels - _shard_offset(weight.shape[1], axis_name)
+    options = _linear.BlockOptions(None, None, None, None)
+    stats = _combine(_linear.local_stats(hidden, weight, None, local, options, width), axis_name)
+    loss, totals = _linear.finish(stats, options, 1)
+    return jnp.where(counts, loss, 0.0), (hidden, weight, local, counts, totals)
+
+
+def _linear_primal(
+    hidden: jax.Array, weight: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any, width: int
+) -> jax.Array:
+    return _linear_forward(hidden, weight, labels, counts, axis_name, width)[0]
+
+
+_linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(4, 5))
+
+
+def _linear_fwd(
+    hidden: jax.Array, weight: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any, width: int
+) -> tuple[jax.Array, Any]:
+    return _linear_forward(hidden, weight, labels, counts, axis_name, width)
+
+
+def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, Any, None, None]:
+    hidden, weight, local, counts, totals = residuals
+    row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)
+    options = _linear.BlockOptions(None, None, None, None)
+    d_hidden, d_weight, _ = _linear.backward_blocks(
+        hidden, weight, None, local, options, totals, jnp.zeros(()), 1, row_cotangent, width
+    )
+    # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
+    # axis (and over any other axis they are replicated on, as the weight is over a data axis).
+    d_hidden = _linear.summed_like(d_hidden.astype(hidden.dtype), hidden)
+    return d_hidden, _linear.summed_like(d_weight, weight), None, None
+
+
+_linear_rule.defvjp(_linear_fwd, _linear_bwd)
+
+
+def linear_cross_entropy(
+    hidden: jax.typing.ArrayLike,
+    weight: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis_name: Any,
+    where: jax.typing.ArrayLike | None = None,
+    block_size: int | None = None,
+) -> jax.Array:
+    """``jaxloss.linear_cross_entropy`` with the weight's columns split over the mesh axis ``axis_name``.
+
+    Call it inside ``shard_map`` with the full hidden states ``(..., D)`` (replicated over the
+    axis), this device's shard of the weight ``(D, V/k)`` and the global labels. The logits are
+    computed block by block on each device and never stored or communicated: per token, one
+    ``pmax`` and one ``psum`` of three numbers forward, and one ``psum`` of the hidden states'
+    gradient, an ``(N, D)`` array, backward.
+
+    Args:
+      hidden: floating hidden states ``(..., D)``, the same on every device of the axis.
+      weight: this device's floating weight shard ``(D, V/k)``.
+      labels: global integer class ids with the batch shape.
+      axis_name: the mesh axis the vocabulary is split over.
+      where: optional boolean mask with the batch shape.
+      block_size: classes per block on each device (default: about 4 MiB of logits).
+
+    Returns:
+      The loss of each example, identical on every device of the axis.
+    """
+    h, w, classes, _, mask = linear.validate(hidden, weight, labels, None, where, block_size)
+    batch = h.shape[:-1]
+    rows = math.prod(batch)
+    counts = jnp.ones(batch, bool) if mask is None else mask
+    compute = _linear.compute_dtype(h, w)
+    width = _linear.block_columns(rows, w.shape[1], jnp.dtype(compute).itemsize, block_size)
+    loss = _linear_rule(h.reshape(rows, h.shape[-1]), w, classes.reshape(rows), counts.reshape(rows), axis_name, width)
+    return loss.reshape(batch)

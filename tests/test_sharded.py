@@ -1,0 +1,167 @@
+"""Vocabulary-parallel costs on eight host devices (``conftest`` asks for them).
+
+A (2, 4) mesh: axis "b" splits the batch (data parallel), axis "v" the vocabulary. The sharded
+costs must equal the single-device ones in value and gradient, and the compiled programs must
+move O(N) numbers per step for the logits, never an array of the logits' size.
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import jaxloss
+from jaxloss import sharded
+
+N, D, V = 32, 8, 64  # 16 rows and 16 classes per device
+
+
+def _mesh(explicit=True):
+    kind = AxisType.Explicit if explicit else AxisType.Auto
+    return jax.make_mesh((2, 4), ("b", "v"), axis_types=(kind, kind))
+
+
+def _put(mesh, array, spec):
+    return jax.device_put(jnp.asarray(array), NamedSharding(mesh, spec))
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    logits = (3.0 * rng.normal(size=(N, V))).astype(np.float32)
+    labels = rng.integers(0, V, N).astype(np.int32)
+    logits[1, labels[1]] = 60.0  # a confident row: lse - z_l must not cancel
+    hidden = rng.normal(size=(N, D)).astype(np.float32)
+    weight = rng.normal(size=(D, V)).astype(np.float32)
+    keep = np.arange(N) % 5 != 0
+    return logits, labels, hidden, weight, keep
+
+
+COTANGENT = np.sin(np.arange(N)).astype(np.float32)  # each loss its own cotangent
+
+
+def _collectives(compiled_text):
+    """(op, element count) of every collective in an optimised HLO module."""
+    found = []
+    for line in compiled_text.splitlines():
+        match = re.search(
+            r"= (\(?[^=]*?\)?) (all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)", line
+        )
+        if match:
+            sizes = [
+                int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
+                for dims in re.findall(r"\[([\d,]*)\]", match.group(1))
+            ]
+            found.append((match.group(2), sum(sizes)))
+    return found
+
+
+def _sharded_integer(mesh):
+    def cost(logits, labels, keep):
+        return sharded.softmax_cross_entropy_with_integer_labels(logits, labels, axis_name="v", where=keep)
+
+    return jax.shard_map(cost, mesh=mesh, in_specs=(P("b", "v"), P("b"), P("b")), out_specs=P("b"))
+
+
+def _sharded_linear(mesh):
+    def cost(hidden, weight, labels, keep):
+        return sharded.linear_cross_entropy(hidden, weight, labels, axis_name="v", where=keep, block_size=5)
+
+    return jax.shard_map(cost, mesh=mesh, in_specs=(P("b", None), P(None, "v"), P("b"), P("b")), out_specs=P("b"))
+
+
+def test_sharded_integer_cost_equals_one_device():
+    mesh = _mesh()
+    logits, labels, _, _, keep = _inputs()
+    cost = _sharded_integer(mesh)
+    args = (_put(mesh, logits, P("b", "v")), _put(mesh, labels, P("b")), _put(mesh, keep, P("b")))
+    cot = _put(mesh, COTANGENT, P("b"))
+    value, grad = jax.jit(jax.value_and_grad(lambda z, y, k: jnp.sum(cot * cost(z, y, k))))(*args)
+
+    def single(z):
+        return jnp.sum(COTANGENT * jnp.where(keep, jaxloss.softmax_cross_entropy_with_integer_labels(z, labels), 0.0))
+
+    want_value, want_grad = jax.value_and_grad(single)(logits)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+    losses = np.asarray(jax.jit(cost)(*args))
+    assert 0 < float(losses[1]) < 1e-20  # the confident row keeps its digits (e^-60-ish, not 0)
+
+
+def test_sharded_linear_cost_equals_one_device():
+    mesh = _mesh()
+    _, labels, hidden, weight, keep = _inputs()
+    cost = _sharded_linear(mesh)
+    args = (_put(mesh, hidden, P("b", None)), _put(mesh, weight, P(None, "v")))
+    rest = (_put(mesh, labels, P("b")), _put(mesh, keep, P("b")))
+    cot = _put(mesh, COTANGENT, P("b"))
+    value, grads = jax.jit(jax.value_and_grad(lambda h, w: jnp.sum(cot * cost(h, w, *rest)), argnums=(0, 1)))(*args)
+
+    def single(h, w):
+        return jnp.sum(COTANGENT * jaxloss.linear_cross_entropy(h, w, labels, where=keep))
+
+    want_value, want_grads = jax.value_and_grad(single, argnums=(0, 1))(hidden, weight)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    for got, want in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(want))))
+
+
+@pytest.mark.parametrize("which", ["integer", "linear"])
+def test_sharded_programs_never_move_the_logits(which):
+    """Every collective of the value-and-gradient program is O(N) for the logits (plus, for the
+    linear cost, the gradients of the replicated inputs); the logits are never gathered."""
+    mesh = _mesh()
+    logits, labels, hidden, weight, keep = _inputs()
+    y, k = _put(mesh, labels, P("b")), _put(mesh, keep, P("b"))
+    if which == "integer":
+        cost = _sharded_integer(mesh)
+        program = jax.jit(jax.value_and_grad(lambda z: jnp.sum(cost(z, y, k))))
+        text = program.lower(_put(mesh, logits, P("b", "v"))).compile().as_text()
+    else:
+        cost = _sharded_linear(mesh)
+        program = jax.jit(jax.value_and_grad(lambda h, w: jnp.sum(cost(h, w, y, k)), argnums=(0, 1)))
+        text = program.lower(_put(mesh, hidden, P("b", None)), _put(mesh, weight, P(None, "v"))).compile().as_text()
+    collectives = _collectives(text)
+    assert collectives, "the program must communicate"
+    assert not [c for c in collectives if c[0] == "all-gather"]
+    rows = N // 2
+    # The linear cost also all-reduces the (N, D) hidden-state gradient over "v" and, being data
+    # parallel, its (D, V/4) weight-shard gradient over "b"; XLA may add a scalar to either.
+    budget = {"integer": 3 * rows, "linear": max(rows * D, D * V // 4) + 8}[which]
+    assert max(size for _, size in collectives) <= budget, collectives
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit", "auto"])
+@pytest.mark.parametrize("spec", [P("b", None), P(None, "v"), P("b", "v")], ids=["batch", "vocab", "both"])
+@pytest.mark.parametrize("name", ["softmax_cross_entropy_with_integer_labels", "softmax_cross_entropy"])
+def test_plain_costs_under_named_sharding(name, spec, explicit):
+    """The ordinary costs, jitted on sharded inputs: the same numbers, and no all-gather."""
+    mesh = _mesh(explicit)
+    logits, labels, *_ = _inputs()
+    targets = labels if name.endswith("integer_labels") else np.eye(V, dtype=np.float32)[labels]
+    target_spec = P(spec[0]) if name.endswith("integer_labels") else spec
+    z, y = _put(mesh, logits, spec), _put(mesh, targets, target_spec)
+    cost = getattr(jaxloss, name)
+    program = jax.jit(jax.value_and_grad(lambda z, y: jnp.mean(cost(z, y))))
+    value, grad = program(z, y)
+    want_value, want_grad = jax.value_and_grad(lambda z: jnp.mean(cost(z, targets)))(logits)
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-9)
+    collectives = _collectives(program.lower(z, y).compile().as_text())
+    assert not [c for c in collectives if c[0] == "all-gather"], collectives
+    assert all(size <= 3 * N for _, size in collectives), collectives  # a few numbers per row
+
+
+def test_sharded_costs_reject_bad_labels():
+    mesh = _mesh()
+    logits, labels, *_ = _inputs()
+
+    def cost(z, y):
+        return sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="v")
+
+    program = jax.shard_map(cost, mesh=mesh, in_specs=(P("b", "v"), P("b")), out_specs=P("b"))
+    with pytest.raises(TypeError, match="labels"):
+        program(_put(mesh, logits, P("b", "v")), _put(mesh, labels.astype(np.float32), P("b")))
