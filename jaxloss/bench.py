@@ -325,6 +325,78 @@ def plot_linear_memory(path: str, rows: int, dim: int, vocabs: Sequence[int], cu
     fig.savefig(path, dpi=120)
 
 
+# --- communication of the vocabulary-parallel costs ---------------------------------------------
+
+
+def sharded_communication(rows: int, dim: int, vocab: int) -> str:
+    """Bytes each device sends per step (value_and_grad), by formula and from the compiled HLO.
+
+    A (2, k/2) mesh of the devices JAX sees: axis "b" splits the batch, axis "v" the vocabulary.
+    Compiled, not run.
+    """
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from jaxloss import sharded
+
+    count = len(jax.devices())
+    if count < 4 or count % 2:
+        return f"sharded: needs an even number of at least 4 devices, JAX sees {count}"
+    mesh = jax.make_mesh((2, count // 2), ("b", "v"))
+    local_rows, local_vocab = rows // 2, vocab // (count // 2)
+
+    def put(shape: tuple[int, ...], dtype: Any, spec: Any) -> jax.Array:
+        return jax.device_put(jnp.zeros(shape, dtype), NamedSharding(mesh, spec))
+
+    labels = put((rows,), jnp.int32, P("b"))
+
+    def integer(z: jax.Array) -> jax.Array:
+        cost = jax.shard_map(
+            lambda z, y: sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="v"),
+            mesh=mesh,
+            in_specs=(P("b", "v"), P("b")),
+            out_specs=P("b"),
+        )
+        return jnp.mean(cost(z, labels))
+
+    def fused(h: jax.Array, w: jax.Array) -> jax.Array:
+        cost = jax.shard_map(
+            lambda h, w, y: sharded.linear_cross_entropy(h, w, y, axis_name="v"),
+            mesh=mesh,
+            in_specs=(P("b", None), P(None, "v"), P("b")),
+            out_specs=P("b"),
+        )
+        return jnp.mean(cost(h, w, labels))
+
+    logits = put((rows, vocab), jnp.float32, P("b", "v"))
+    hidden, weight = put((rows, dim), jnp.float32, P("b", None)), put((dim, vocab), jnp.float32, P(None, "v"))
+    measured = {
+        "integer": jax.jit(jax.value_and_grad(integer)).lower(logits).compile().as_text(),
+        "linear": jax.jit(jax.value_and_grad(fused, argnums=(0, 1))).lower(hidden, weight).compile().as_text(),
+    }
+    formula = {
+        "integer": ("16 N/2 (pmax: N/2 floats; psum: 3 N/2 floats)", 16 * local_rows),
+        "linear": (
+            "16 N/2 + 4 (N/2) D + 4 D V/k (+ the psum of dh over v, the psum of dW over b)",
+            16 * local_rows + 4 * local_rows * dim + 4 * dim * local_vocab,
+        ),
+    }
+    lines = [
+        f"sharded costs, N={rows} D={dim} V={vocab} on a 2x{count // 2} mesh (b: batch, v: vocabulary), float32;",
+        "bytes per device per step (value_and_grad), the means' scalars included in the measured column:",
+    ]
+    for name, text in measured.items():
+        found = sharded.collectives(str(text))
+        total = sum(b for _, _, b in found)
+        largest = max((e for _, e, _ in found), default=0)
+        words, value = formula[name]
+        lines.append(
+            f"  {name:8s} formula {value:>10,d} B = {words}; measured {total:>10,d} B in {len(found)} collectives, "
+            f"the largest {largest:,d} elements; logits per device {local_rows * local_vocab:,d} elements"
+        )
+    return "\n".join(lines)
+
+
 def format_results(results: Sequence[Result]) -> str:
     """A table with, per size, each implementation's times, ratios and temporaries."""
     header = ("cost", "shape", "dtype", "impl", "v&g ms", "x roofline", "optax/impl", "loss ms", "temp MB")
@@ -364,7 +436,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--memory-plot", metavar="PATH", help="also plot linear_cross_entropy's memory against V (matplotlib)"
     )
+    parser.add_argument(
+        "--sharded",
+        action="store_true",
+        help="print the communication of the vocabulary-parallel costs (8 CPU devices on a CPU)",
+    )
     args = parser.parse_args(argv)
+    if args.sharded:
+        jax.config.update("jax_num_cpu_devices", 8)  # before the backend starts; CPU only
+        print(sharded_communication(4096, 512, 32768))
+        return 0
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     dtypes = ("float32",) if args.quick else ("float32", "bfloat16")
     repeats = args.repeats or (7 if args.quick else 15)

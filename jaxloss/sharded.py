@@ -23,6 +23,7 @@ Losses come back on every device of the axis, identical. The engine is JAX's own
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import jax
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 
 from jaxloss import _checks, _linear, _stable, linear
 
-__all__ = ["linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
+__all__ = ["collectives", "linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
 
 
 def _combine(stats: _linear.RowStats, axis_name: Any) -> _linear.RowStats:
@@ -220,3 +221,29 @@ def linear_cross_entropy(
     width = _linear.block_columns(rows, w.shape[1], jnp.dtype(compute).itemsize, block_size)
     loss = _linear_rule(h.reshape(rows, h.shape[-1]), w, classes.reshape(rows), counts.reshape(rows), axis_name, width)
     return loss.reshape(batch)
+
+
+# --- what a compiled program communicates ----------------------------------------------------------
+
+_COLLECTIVE = re.compile(
+    r"= (\(?[^=]*?\)?) (all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)(?:-start)?\("
+)
+_ARRAY = re.compile(r"(pred|[suf]\d+|bf16)\[([\d,]*)\]")
+_BITS = {"pred": 8, "bf16": 16}
+
+
+def collectives(compiled_text: str) -> list[tuple[str, int, int]]:
+    """``(op, elements, bytes)`` of each collective in an optimised HLO module's text.
+
+    Use it on ``jax.jit(f).lower(*args).compile().as_text()``; the bytes are those of the
+    result on one device.
+    """
+    found = []
+    for match in _COLLECTIVE.finditer(compiled_text):
+        elements = bytes_ = 0
+        for kind, dims in _ARRAY.findall(match.group(1)):
+            count = math.prod(int(d) for d in dims.split(",") if d)
+            elements += count
+            bytes_ += count * _BITS.get(kind, int(kind[1:]) if kind[1:].isdigit() else 32) // 8
+        found.append((match.group(2), elements, bytes_))
+    return found

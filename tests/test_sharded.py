@@ -5,8 +5,6 @@ costs must equal the single-device ones in value and gradient, and the compiled 
 move O(N) numbers per step for the logits, never an array of the logits' size.
 """
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,18 +43,7 @@ COTANGENT = np.sin(np.arange(N)).astype(np.float32)  # each loss its own cotange
 
 def _collectives(compiled_text):
     """(op, element count) of every collective in an optimised HLO module."""
-    found = []
-    for line in compiled_text.splitlines():
-        match = re.search(
-            r"= (\(?[^=]*?\)?) (all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)", line
-        )
-        if match:
-            sizes = [
-                int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
-                for dims in re.findall(r"\[([\d,]*)\]", match.group(1))
-            ]
-            found.append((match.group(2), sum(sizes)))
-    return found
+    return [(op, elements) for op, elements, _ in sharded.collectives(compiled_text)]
 
 
 def _sharded_integer(mesh):
@@ -165,3 +152,13 @@ def test_sharded_costs_reject_bad_labels():
     program = jax.shard_map(cost, mesh=mesh, in_specs=(P("b", "v"), P("b")), out_specs=P("b"))
     with pytest.raises(TypeError, match="labels"):
         program(_put(mesh, logits, P("b", "v")), _put(mesh, labels.astype(np.float32), P("b")))
+
+
+def test_collectives_reads_shapes_and_bytes_from_hlo_text():
+    text = (
+        "%a = f32[16]{0} all-reduce(%x), channel_id=1\n"
+        "%b = (f32[16]{0}, bf16[4,2]{1,0}) all-reduce(%y, %z), channel_id=2\n"
+        "%c = s32[8,3]{1,0} all-gather(%w), dimensions={0}\n"
+        "%d = f32[16]{0} add(%a, %a)\n"
+    )
+    assert sharded.collectives(text) == [("all-reduce", 16, 64), ("all-reduce", 24, 80), ("all-gather", 24, 96)]
