@@ -52,9 +52,8 @@ def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
 
     Written for XLA's CPU fusion, whose fused reduction kernel takes only arithmetic producers
     (a ``select`` or a shared broadcast constant makes it write an array the size of the logits
-    first): ``max(sign(-d), 0)`` is 1 below the maximum and 0 at it, and the count of entries
-    below it is ``sum(min(max(-d, 0) * finfo.max, 1))``, exactly 1 for any gap a flush-to-zero
-    machine can represent. ``+inf`` maxima are handled per row.
+    first): the indicator of the entries below the maximum is ``sign(-d) + |sign(-d)|``, twice
+    the indicator, halved per row after each sum. ``+inf`` maxima are handled per row.
 
     Both passes take ties from the sign of the same :math:`d = z - M`, never from ``z == M``:
     where the logits are an expression such as ``a * b``, XLA fuses it into each pass and may
@@ -65,19 +64,26 @@ def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
     infinite = row_max == jnp.inf
     largest = jnp.finfo(logits.dtype).max
     finite_max = jnp.minimum(row_max, largest)
-    zero = 0.0 * finite_max  # a row's zero, not a constant, which XLA would write out in full
     diff = logits - finite_max
-    below_max = jnp.sum(jnp.exp(diff) * jnp.maximum(jnp.sign(-diff), zero), axis=axes, keepdims=True)
+    # 2 [d < 0] as sign(-d) + |sign(-d)|: 2 below the maximum, 0 at it and above (an arg-max
+    # whose d a fused multiply-add left a hair above 0); halved per row after the sum.
+    below_max = 0.5 * jnp.sum(jnp.exp(diff) * _twice_below(diff), axis=axes, keepdims=True)
     # The count is chained after the sum (a zero that depends on it) so that the two are not
     # fused into one slower multi-output loop. In a +inf row the shift is finfo.max twice over:
     # each +inf entry stays +inf (a tie) and every finite entry falls below.
     chained_max = finite_max + 0.0 * jnp.where(infinite, 0.0, below_max)
     chained_diff = (logits - chained_max) - jnp.where(infinite, largest, 0.0)
-    below = jnp.minimum(jnp.maximum(-chained_diff, zero) * largest, 1.0)
-    count_below = jax.lax.stop_gradient(jnp.sum(below, axis=axes, keepdims=True))  # a count: no derivative
+    count_below = 0.5 * jnp.sum(_twice_below(chained_diff), axis=axes, keepdims=True)
+    count_below = jax.lax.stop_gradient(count_below)  # a count: no derivative
     num_classes = math.prod(logits.shape[a] for a in axes)
     ties = num_classes - count_below
     return SoftmaxStats(row_max, jnp.where(infinite, 0.0, below_max) + (ties - 1.0))
+
+
+def _twice_below(diff: jax.Array) -> jax.Array:
+    """2 where ``diff < 0``, else 0 (NaN stays NaN), with arithmetic only: no select, no constant."""
+    sign = jnp.sign(-diff)
+    return sign + jnp.abs(sign)
 
 
 def shifted_logits(logits: jax.Array, row_max: jax.Array) -> jax.Array:

@@ -82,7 +82,9 @@ def softmax_cross_entropy_grad_from_stats(
 ) -> jax.Array:
     """:math:`\\partial\\ell/\\partial z_j = p_j \\sum_p y_p - y_j` (the article's general form)."""
     probs, is_max, total = _softmax_from_stats(logits, stats)
-    label_sum = jnp.sum(labels, axis=axes, keepdims=True)
+    # A per-row step between the sum and its broadcast, so that XLA's CPU backend does not write
+    # the broadcast label sum out as an array the size of the labels.
+    label_sum = jnp.sum(labels, axis=axes, keepdims=True) + 0.0 * stats.rest
     at_max = ((label_sum - labels) - labels * stats.rest) / total
     grad = jnp.where(is_max, at_max, probs * label_sum - labels)
     return jnp.where(_stable.live_rows(stats), grad, 0.0)
