@@ -206,22 +206,12 @@ def backward_blocks(
     def body(carry: Any, start: Any, size: int) -> Any:
         d_hidden, d_weight, d_bias = carry
         raw = _logits_block(hidden, weight, bias, start, size)
-        logits = _stable.soft_cap(raw, options.cap)
         is_label = (start + jax.lax.iota(labels.dtype, size))[None, :] == labels[:, None]
-        exps = jnp.exp(logits - totals.max[:, None])
-        probs = _stable.divide_by_row(exps, totals.total[:, None])
-        at_label = -totals.others / totals.total  # p_l - 1 = -R/S
-        grad = jnp.where(is_label, at_label[:, None], probs)
-        if options.smoothing is not None or options.weights is not None:
-            keep_share = 1.0 if options.smoothing is None else 1.0 - options.smoothing
-            grad = (keep_share * totals.label_weight)[:, None] * grad
-            if options.smoothing is not None:
-                class_weights = _block_weights(options, start, size, compute)
-                grad = grad + (options.smoothing / vocab_total) * (weight_total * probs - class_weights[None, :])
-        if options.z_loss is not None:
-            grad = grad + (2.0 * options.z_loss) * totals.lse[:, None] * probs
-        if options.cap is not None:
-            grad = grad * seeds.soft_cap_grad_from_inputs(raw, options.cap)
+        class_weights = None if options.smoothing is None else _block_weights(options, start, size, compute)
+        grad = seeds.integer_labels_block_grad_from_totals(
+            raw, is_label, totals.max, totals.total, totals.others, totals.lse, totals.label_weight,
+            options, class_weights, weight_total, vocab_total,
+        )  # fmt: skip
         grad = cotangent[:, None] * grad
         columns = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1).astype(compute)
         d_hidden = d_hidden + jax.lax.dot(grad, columns.T, preferred_element_type=compute)

@@ -228,6 +228,46 @@ def softmax_options_grads_from_stats(
     return grad, labels_grad
 
 
+def integer_labels_block_grad_from_totals(
+    raw_logits: jax.Array,
+    is_label: jax.Array,
+    row_max: jax.Array,
+    total: jax.Array,
+    others: jax.Array,
+    lse: jax.Array,
+    label_weight: jax.Array,
+    options: Any,
+    class_weights: jax.Array | None,
+    weight_total: jax.Array,
+    num_classes: int,
+) -> jax.Array:
+    """The integer-label softmax seed on a block of classes, from whole-vocabulary row totals.
+
+    Used where the logits come a block (or a device's shard) at a time: :math:`M`, :math:`S`,
+    :math:`R = \\sum_{j \\ne l} e^{z_j - M}` and :math:`\\operatorname{lse}` are per row, over
+    every class. :math:`p = e^{z - M}/S` and :math:`p_l - 1 = -R/S`, with no cancellation. With
+    the options (``raw_logits`` are then before the soft cap; ``class_weights`` are the block's
+    weights, needed with label smoothing) it is
+    :math:`(1 - \\epsilon) w_l (p - \\text{onehot}) + \\frac{\\epsilon}{C}(p \\sum_j w_j - w)
+    + 2\\alpha \\operatorname{lse}\\, p`, times :math:`1 - \\tanh^2(z/c)`: the same seed as
+    :func:`softmax_options_grads_from_stats` of the one-hot labels.
+    """
+    logits = _stable.soft_cap(raw_logits, options.cap)
+    probs = _stable.divide_by_row(jnp.exp(logits - row_max[:, None]), total[:, None])
+    grad = jnp.where(is_label, (-others / total)[:, None], probs)
+    if options.smoothing is not None or options.weights is not None:
+        keep_share = 1.0 if options.smoothing is None else 1.0 - options.smoothing
+        grad = (keep_share * label_weight)[:, None] * grad
+        if options.smoothing is not None:
+            assert class_weights is not None
+            grad = grad + (options.smoothing / num_classes) * (weight_total * probs - class_weights[None, :])
+    if options.z_loss is not None:
+        grad = grad + (2.0 * options.z_loss) * lse[:, None] * probs
+    if options.cap is not None:
+        grad = grad * soft_cap_grad_from_inputs(raw_logits, options.cap)
+    return grad
+
+
 # --- public seeds ----------------------------------------------------------------------
 
 

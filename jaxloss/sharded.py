@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _linear, _stable, linear
+from jaxloss import _checks, _linear, linear, seeds
 
 __all__ = ["collectives", "linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
 
@@ -87,8 +87,10 @@ def _integer_bwd(axis_name: Any, residuals: Any, cotangent: jax.Array) -> tuple[
     del axis_name  # no communication: each device's classes only
     logits, local, counts, totals = residuals
     is_label = jax.lax.broadcasted_iota(local.dtype, logits.shape, 1) == local[:, None]
-    probs = _stable.divide_by_row(jnp.exp(logits - totals.max[:, None]), totals.total[:, None])
-    grad = jnp.where(is_label, (-totals.others / totals.total)[:, None], probs)  # p_l - 1 = -R/S
+    grad = seeds.integer_labels_block_grad_from_totals(
+        logits, is_label, totals.max, totals.total, totals.others, totals.lse, totals.label_weight,
+        _linear.BlockOptions(None, None, None, None), None, jnp.zeros(()), 1,
+    )  # fmt: skip
     row_cotangent = jnp.where(counts, cotangent, 0.0)
     return row_cotangent[:, None] * grad, None, None
 
