@@ -9,6 +9,7 @@ logit-space names, arguments and per-example outputs are those of ``optax.losses
 from jaxloss import forward as forward
 from jaxloss import reference as reference
 from jaxloss import seeds as seeds
+from jaxloss import sharded as sharded
 from jaxloss._api import NAMES, build
 from jaxloss._impl import RULES
 from jaxloss._reductions import mean as mean
@@ -27,4 +28,4 @@ __version__ = "0.1.0"
     multilabel_cross_entropy,
 ) = build(RULES)
 
-__all__ = [*NAMES, "forward", "linear_cross_entropy", "mean", "reference", "seeds"]
+__all__ = [*NAMES, "forward", "linear_cross_entropy", "mean", "reference", "seeds", "sharded"]

@@ -83,7 +83,7 @@ def test_namespace_defines_exactly_the_eight_costs(ns):
 
 
 def test_all_lists_the_costs_and_the_submodules():
-    assert list(jaxloss.__all__) == [*NAMES, "forward", "linear_cross_entropy", "mean", "reference", "seeds"]
+    assert list(jaxloss.__all__) == [*NAMES, "forward", "linear_cross_entropy", "mean", "reference", "seeds", "sharded"]
     assert list(jaxloss.forward.__all__) == list(NAMES)
     assert list(jaxloss.reference.__all__) == list(NAMES)
     for ns in NAMESPACES.values():
