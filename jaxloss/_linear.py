@@ -251,19 +251,36 @@ def _forward(
     return loss, (totals, stats.seen_weight)
 
 
-def _primal(hidden, weight, bias, labels, counts, options, width):  # type: ignore[no-untyped-def]
+def _primal(
+    hidden: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: BlockOptions,
+    width: int,
+) -> jax.Array:
+    """Per-row losses of ``hidden @ weight + bias``; ``width`` classes per block (static)."""
     return _forward(hidden, weight, bias, labels, counts, options, width)[0]
 
 
 fused = jax.custom_vjp(_primal, nondiff_argnums=(6,))
 
 
-def _fused_fwd(hidden, weight, bias, labels, counts, options, width):  # type: ignore[no-untyped-def]
+def _fused_fwd(
+    hidden: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: BlockOptions,
+    width: int,
+) -> tuple[jax.Array, Any]:
     loss, (totals, weight_total) = _forward(hidden, weight, bias, labels, counts, options, width)
     return loss, (hidden, weight, bias, labels, counts, options, totals, weight_total)
 
 
-def _fused_bwd(width, residuals, cotangent):  # type: ignore[no-untyped-def]
+def _fused_bwd(width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, ...]:
     hidden, weight, bias, labels, counts, options, totals, weight_total = residuals
     row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)
     d_hidden, d_weight, d_bias = backward_blocks(
@@ -272,7 +289,7 @@ def _fused_bwd(width, residuals, cotangent):  # type: ignore[no-untyped-def]
     return (
         summed_like(d_hidden.astype(hidden.dtype), hidden),
         summed_like(d_weight, weight),
-        None if bias is None else summed_like(d_bias, bias),
+        None if bias is None or d_bias is None else summed_like(d_bias, bias),
         None,
         None,
         None,
