@@ -106,6 +106,28 @@ def divide_by_row(numerators: jax.Array, row_values: jax.Array) -> jax.Array:
     return numerators / (row_values + 0.0 * numerators)
 
 
+def two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:math:`a + b = s + e` exactly, with :math:`s` the rounded sum (Knuth's TwoSum).
+
+    XLA does not reassociate floating-point additions, so the error term survives compilation.
+    """
+    total = a + b
+    b_part = total - a
+    a_part = total - b_part
+    return total, (a - a_part) + (b - b_part)
+
+
+def one_minus(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:math:`1 - x = r + e` exactly for :math:`|x| \\le 1`, with :math:`r` rounded (Fast2Sum).
+
+    The 1 is computed (``x == x``), as in :func:`log1p_nonnegative`, so that XLA cannot fold
+    :math:`(1 - r) - x` to 0.
+    """
+    one = (x == x).astype(x.dtype)
+    rest = one - x
+    return rest, (one - rest) - x
+
+
 def log1p_nonnegative(x: jax.Array) -> jax.Array:
     """``log1p(x)`` for finite x >= 0, to about 1.5 ulp.
 

@@ -120,8 +120,17 @@ def softmax_cross_entropy_with_integer_labels_grad_from_stats(
 
 
 def binary_cross_entropy_grad_from_clamped(clamped: jax.Array, labels: jax.Array) -> jax.Array:
-    """:math:`\\partial\\ell/\\partial a = (1-y)/(1-a) - y/a = (a - y)/(a(1 - a))`, one fraction, no cancellation."""
-    return (clamped - labels) / (clamped * (1.0 - clamped))
+    """:math:`\\partial\\ell/\\partial a = (1-y)/(1-a) - y/a = (a - y)/(a(1 - a))`, one fraction, no cancellation.
+
+    :math:`a - y` and :math:`1 - a` are each carried with their rounding errors (an exact
+    two-term sum), and the quotient is corrected for both, so that only the product
+    :math:`a(1 - a)`, the division and the correction round: about 1.5 ulp instead of 2.2.
+    """
+    diff, diff_error = _stable.two_sum(clamped, -labels)
+    rest, rest_error = _stable.one_minus(clamped)
+    denominator = clamped * rest
+    quotient = diff / denominator
+    return quotient + (diff_error - quotient * (clamped * rest_error)) / denominator
 
 
 def binary_cross_entropy_labels_grad_from_clamped(clamped: jax.Array) -> jax.Array:
