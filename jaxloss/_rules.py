@@ -55,8 +55,7 @@ def custom_vjp_cost(core: Core) -> Cost:
         # The barrier keeps XLA from sharing the forward pass's exponentials with the backward
         # pass: sharing writes them out as an array the size of the logits, and recomputing them
         # inside the backward pass's single fused loop is cheaper than that.
-        if axes:  # element-wise costs have no reductions to protect
-            residuals = jax.lax.optimization_barrier(residuals)
+        residuals = jax.lax.optimization_barrier(residuals)
         grad_x, grad_y = core.seed(residuals, axes)
         g = jnp.expand_dims(g, axes)
         return g * grad_x, None if grad_y is None else g * grad_y, None

@@ -244,15 +244,53 @@ def log1p(x: jax.Array) -> jax.Array:
 
 
 def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Element-wise :math:`z(1-y) + \\log1p(e^{-z})` for z > 0, else :math:`-zy + \\log1p(e^{z})`.
+    """Element-wise :math:`\\max(z, 0)(1-y) + \\max(-z, 0)\\,y + \\log1p(e^{-|z|})`.
 
-    The linear part is exactly 0 where its label factor is 0, so infinite logits with the
-    matching hard label cost 0 instead of ``inf * 0 = NaN``.
+    That is :math:`z(1-y) + \\log1p(e^{-z})` for z > 0 and :math:`-zy + \\log1p(e^{z})` otherwise:
+    non-negative terms, nothing cancels. An infinite logit with the matching hard label costs
+    0, not ``inf * 0 = NaN``.
+
+    Written for XLA's CPU backend with arithmetic only (no compare, no select, no 0 or 1 constant
+    shared with the seed), so that a mean or sum of it is computed inside one fused reduction and
+    the losses are never written out: see :func:`_times_label` and :func:`log1p_unit`.
     """
-    positive = jnp.where(labels == 1, 0.0, logits * (1.0 - labels))
-    negative = jnp.where(labels == 0, 0.0, -logits * labels)
-    linear = jnp.where(logits > 0, positive, negative)
-    return linear + log1p_nonnegative(jnp.exp(-jnp.abs(logits)))
+    largest = jnp.finfo(logits.dtype).max
+    magnitude = jnp.abs(logits)
+    finite = jnp.sign(logits) * jnp.minimum(magnitude, largest)  # +-inf -> +-largest
+    # max(., -0.0), not max(., 0.0): the seed's 0 would be shared, and XLA writes a shared
+    # constant out as an array the size of the logits.
+    positive, negative = jnp.maximum(finite, -0.0), jnp.maximum(-finite, -0.0)
+    other = 2.0 * (0.5 - 0.5 * labels)  # 1 - y, rounded once, without the seed's constant 1
+    linear = _times_label(positive, logits, other) + _times_label(negative, -logits, labels)
+    return linear + log1p_unit(jnp.exp(-magnitude))
+
+
+def _times_label(part: jax.Array, signed_logits: jax.Array, label: jax.Array) -> jax.Array:
+    """``max(z, 0) * w``, given ``part = max(z, 0)`` with ``+inf`` clamped to the largest float.
+
+    ``+inf * w`` is ``sign(w) * inf``, and 0 (the limit, not NaN) for ``w = 0``: the excess
+    ``max(z, largest) - largest`` is ``+inf`` only for ``z = +inf``, and it is capped at
+    ``|sign(w)| * largest`` before it is scaled past the largest float and given w's sign.
+    """
+    largest = jnp.finfo(part.dtype).max
+    excess = jnp.maximum(signed_logits, largest) - largest  # 0, or +inf where z = +inf
+    direction = jnp.sign(label)
+    infinite = (jnp.minimum(excess, jnp.abs(direction) * largest) * largest) * direction
+    # 0 or +-inf: no derivative, and none through its largest * largest (inf * 0 = NaN).
+    return part * label + jax.lax.stop_gradient(infinite)
+
+
+def log1p_unit(x: jax.Array) -> jax.Array:
+    """``log1p(x)`` for x in [0, 1], about 1.6 ulp in float32, with arithmetic only.
+
+    :math:`\\log u + (x - (u - 1))/u` with :math:`u = 1 + x` rounded and :math:`u - 1` exact. The
+    constants are 0.5, 0.25 and 4, so that XLA can neither fold :math:`(1 + x) - 1` back into
+    :math:`x` nor share a constant with the seeds (see :func:`sigmoid_binary_cross_entropy`).
+    """
+    half_total = 0.5 * x + 0.5  # u / 2, rounded once
+    total = half_total + half_total
+    total_less_one = (0.5 * half_total - 0.25) * 4.0  # u/4 - 1/4 is exact (Sterbenz)
+    return jnp.log(total) + (x - total_less_one) / total
 
 
 def probability_limits(input_dtype: jnp.dtype, compute_dtype: jnp.dtype) -> jax.Array:

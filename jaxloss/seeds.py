@@ -134,14 +134,18 @@ def binary_cross_entropy_grad_from_clamped(clamped: jax.Array, labels: jax.Array
 
 
 def binary_cross_entropy_labels_grad_from_clamped(clamped: jax.Array) -> jax.Array:
-    """:math:`\\partial\\ell/\\partial y = \\log(1-a) - \\log a`.
+    """:math:`\\partial\\ell/\\partial y = \\log(1-a) - \\log a = \\log((1 - a)/a)`.
 
-    Near :math:`a = 1/2` the two logarithms cancel, so there it is
-    :math:`\\log1p((1 - 2a)/a)`, where :math:`1 - 2a` is exact.
+    The two logarithms cancel near :math:`a = 1/2`, so it is one log1p of a non-negative
+    argument: :math:`\\log1p((1 - 2a)/a)` for :math:`a \\le 1/2` and
+    :math:`-\\log1p((2a - 1)/(1 - a))` above, where :math:`2a - 1` and :math:`1 - a` are exact
+    (Sterbenz) and :math:`1 - 2a` is exact from :math:`a = 1/4` up.
     """
-    middle = jnp.abs(clamped - 0.5) < 0.25
-    near_half = _stable.log1p((1.0 - 2.0 * clamped) / jnp.where(middle, clamped, 1.0))
-    return jnp.where(middle, near_half, _stable.log1p(-clamped) - jnp.log(clamped))
+    low = clamped <= 0.5
+    numerator = jnp.where(low, 1.0 - 2.0 * clamped, 2.0 * clamped - 1.0)
+    denominator = jnp.where(low, clamped, 1.0 - clamped)
+    magnitude = _stable.log1p_nonnegative(numerator / denominator)
+    return jnp.where(low, magnitude, -magnitude)
 
 
 def categorical_cross_entropy_grad_from_clamped(clamped: jax.Array, labels: jax.Array) -> jax.Array:

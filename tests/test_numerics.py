@@ -357,6 +357,34 @@ def test_sigmoid_minus_inf_with_label_0_and_plus_inf_with_label_1_cost_zero_with
     np.testing.assert_array_equal(grad[0, :2], [0.0, 0.0])
 
 
+# Every limit of z (1 - y) or -z y at an infinite or overflowing logit, labels outside [0, 1]
+# included, with the per-element loss's definition by cases as the oracle; and the same values
+# where the loss feeds a sum, which XLA's CPU backend computes in a different fused kernel.
+LIMIT_LOGITS = np.array([INF, INF, INF, INF, -INF, -INF, -INF, -INF, 3e38, -3e38, NAN, 0.0], np.float32)
+LIMIT_LABELS = np.array([1.0, 0.0, 0.5, 1.5, 0.0, 1.0, 1e-30, -0.5, 0.5, 0.5, 0.5, 0.3], np.float32)
+
+
+def _sigmoid_by_cases(z, y):
+    with np.errstate(invalid="ignore", over="ignore"):
+        linear = np.where(z > 0, np.where(y == 1, 0.0, z * (1.0 - y)), np.where(y == 0, 0.0, -z * y))
+        return (linear + np.log1p(np.exp(-np.abs(z)))).astype(np.float32)
+
+
+@BY_RULE
+def test_sigmoid_loss_at_infinite_and_overflowing_logits_takes_each_limit_alone_and_in_a_sum(ns):
+    expected = _sigmoid_by_cases(LIMIT_LOGITS.astype(np.float64), LIMIT_LABELS.astype(np.float64))
+    assert np.isposinf(expected[[1, 2, 5, 6]]).all() and np.isneginf(expected[[3, 7]]).all()
+    z, y = jnp.asarray(LIMIT_LOGITS), jnp.asarray(LIMIT_LABELS)
+    np.testing.assert_array_equal(np.asarray(ns.sigmoid_binary_cross_entropy(z, y)), expected)
+    keep = np.ones(z.shape, bool)
+    keep[[1, 2, 3, 5, 6, 7, 10]] = False  # the sum of the finite ones only
+    total = jax.jit(lambda z, y: jnp.sum(ns.sigmoid_binary_cross_entropy(z, y)))(z[keep], y[keep])
+    np.testing.assert_allclose(float(total), float(expected[keep].astype(np.float64).sum()), rtol=2**-22)
+    assert np.isnan(jax.jit(lambda z, y: jnp.sum(ns.sigmoid_binary_cross_entropy(z, y)))(z, y))
+    grad = jax.jit(jax.grad(lambda z, y: jnp.sum(ns.sigmoid_binary_cross_entropy(z, y))))(z[:8], y[:8])
+    np.testing.assert_array_equal(np.asarray(grad), np.array([0.0, 1.0, 0.5, -0.5, 0.0, -1.0, -1e-30, 0.5], np.float32))
+
+
 # --- NaN in, NaN out ------------------------------------------------------------------------
 
 # Row 0: NaN with a zero label at its position; row 1: NaN with a positive label; row 2: clean.

@@ -275,3 +275,25 @@ def test_residual_counter_sees_the_reference_save_softmax_probabilities():
     f, args = softmax_vjp_case(REFERENCE, "softmax_cross_entropy")
     _, computed = logits_sized_residuals(f, *args)
     assert computed >= 2
+
+
+# --- compiled temporaries ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the fusion it checks is XLA-CPU's")
+@pytest.mark.parametrize("name", ["sigmoid_binary_cross_entropy", "sigmoid_multilabel_cross_entropy"])
+def test_sigmoid_value_and_grad_of_the_mean_writes_no_logits_sized_temporary_on_the_cpu(name):
+    # The forward formula is arithmetic only, so XLA computes the mean inside one fused
+    # reduction; optax's writes two or three arrays the size of the logits first.
+    shape = (256, 512)
+    logits = jax.random.normal(jax.random.key(0), shape)
+    labels = jax.random.bernoulli(jax.random.key(1), 0.5, shape).astype(jnp.float32)
+    one_array = logits.size * logits.dtype.itemsize
+
+    def temporaries(cost):
+        step = jax.jit(jax.value_and_grad(lambda z, y: jnp.mean(cost(z, y))))
+        return step.lower(logits, labels).compile().memory_analysis().temp_size_in_bytes
+
+    assert temporaries(getattr(jaxloss, name)) < one_array
+    optax = pytest.importorskip("optax")
+    assert temporaries(lambda z, y: optax.losses.sigmoid_binary_cross_entropy(z, y)) >= one_array
