@@ -158,16 +158,45 @@ def live_rows(stats: SoftmaxStats) -> jax.Array:
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, SoftmaxStats]:
-    """:math:`\\sum_j y_j (-\\log p_j)`, each term non-negative; ``0 log 0 = 0``."""
+    """:math:`\\sum_j y_j (-\\log p_j) = 2 \\sum_j y_j (\\log S / 2 + (M - z_j)/2)`; ``0 log 0 = 0``.
+
+    Each term is non-negative for labels in [0, 1]. The halves keep :math:`M - z_j` from
+    overflowing for finite logits such as 3e38 and -3e38, where :math:`y_j (M - z_j)` may not.
+
+    The per-class terms are arithmetic only (as in :func:`sigmoid_binary_cross_entropy`), so
+    that XLA's CPU backend computes the sum inside one fused reduction instead of writing the
+    terms out. Where a term's exact value is infinite (a ``-inf`` logit, or a finite one in a row
+    whose maximum is ``+inf``), its ``inf * 0`` is taken as 0 by :func:`_times_infinity`.
+    """
     stats = softmax_stats(logits, axes)
-    gap = -shifted_logits(logits, stats.max)  # M - z_j >= 0
-    # M - z_j overflows for finite logits such as 3e38 and -3e38 while y_j (M - z_j) may not.
-    overflowed = (gap == jnp.inf) & jnp.isfinite(logits) & jnp.isfinite(stats.max)
-    weighted_gap = jnp.where(overflowed, 2.0 * (labels * (0.5 * stats.max - 0.5 * logits)), labels * gap)
-    terms = jnp.where(labels == 0, 0.0, labels * log_total(stats) + weighted_gap)
-    loss = jnp.sum(terms, axis=axes, keepdims=True)
+    largest = jnp.finfo(logits.dtype).max
+    infinite_row = stats.max == jnp.inf
+    half_shift = 0.5 * jnp.minimum(stats.max, largest)  # per row; largest in a +inf row
+    half_log_total = 0.5 * log_total(stats)
+    capped = jnp.minimum(logits, largest)
+    half_gap = jnp.minimum(half_shift - 0.5 * capped, largest)  # (M - z)/2, +inf -> largest
+    # Terms whose exact value is infinite: a -inf logit, and in a +inf row every finite logit.
+    at_minus_inf = jnp.maximum(-logits, largest) - largest  # +inf at a -inf logit, else 0
+    below_infinite_max = jnp.sign(largest - capped)  # 0 at a +inf logit, 1 below it
+    # -0.0, not softmax_stats's where(infinite, largest, 0.0): XLA would share that one between
+    # the two fused reductions and write its broadcast out at the logits' size.
+    row_cap = jnp.where(infinite_row, largest, -0.0)
+    blowup = jnp.maximum(at_minus_inf, jnp.minimum(below_infinite_max * largest, row_cap) * largest)
+    terms = labels * (half_log_total + half_gap) + _times_infinity(blowup, labels)
+    loss = 2.0 * jnp.sum(terms, axis=axes, keepdims=True)
     loss = jnp.where(live_rows(stats), loss, 0.0)
     return jnp.squeeze(loss, axes), stats
+
+
+def _times_infinity(blowup: jax.Array, weight: jax.Array) -> jax.Array:
+    """``blowup * weight`` for ``blowup`` in {0, +inf}, with ``inf * 0 = 0``, arithmetic only.
+
+    ``blowup`` is capped at ``|sign(w)| * largest`` (0 where w is 0) before it is scaled past
+    the largest float and given w's sign. It is a step function: no derivative.
+    """
+    largest = jnp.finfo(blowup.dtype).max
+    direction = jnp.sign(weight)
+    return jax.lax.stop_gradient((jnp.minimum(blowup, jnp.abs(direction) * largest) * largest) * direction)
 
 
 def label_logit(logits: jax.Array, labels: jax.Array, axes: Axes) -> jax.Array:
@@ -274,10 +303,7 @@ def _times_label(part: jax.Array, signed_logits: jax.Array, label: jax.Array) ->
     """
     largest = jnp.finfo(part.dtype).max
     excess = jnp.maximum(signed_logits, largest) - largest  # 0, or +inf where z = +inf
-    direction = jnp.sign(label)
-    infinite = (jnp.minimum(excess, jnp.abs(direction) * largest) * largest) * direction
-    # 0 or +-inf: no derivative, and none through its largest * largest (inf * 0 = NaN).
-    return part * label + jax.lax.stop_gradient(infinite)
+    return part * label + _times_infinity(excess, label)
 
 
 def log1p_unit(x: jax.Array) -> jax.Array:
