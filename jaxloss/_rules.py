@@ -71,7 +71,8 @@ def custom_jvp_cost(core: Core) -> Cost:
     def jvp(axes: Axes, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[jax.Array, jax.Array]:
         x, y, where = primals
         loss, residuals = core.forward(x, y, where, axes)
-        grads = core.seed(residuals, axes)
+        # As in the reverse rule: the seed recomputes its exponentials rather than share them.
+        grads = core.seed(jax.lax.optimization_barrier(residuals), axes)
         tangent = jnp.zeros_like(loss)
         for grad, dot in zip(grads, tangents[:2], strict=True):
             if grad is None or isinstance(dot, jax.custom_derivatives.SymbolicZero):
