@@ -165,38 +165,39 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, axes: Axes) -> t
 
     The per-class terms are arithmetic only (as in :func:`sigmoid_binary_cross_entropy`), so
     that XLA's CPU backend computes the sum inside one fused reduction instead of writing the
-    terms out. Where a term's exact value is infinite (a ``-inf`` logit, or a finite one in a row
-    whose maximum is ``+inf``), its ``inf * 0`` is taken as 0 by :func:`_times_infinity`.
+    terms out. A term's exact value is infinite at a ``-inf`` logit, where :math:`(M - z)/2` is
+    ``+inf``, and at every finite logit of a row whose maximum is ``+inf``: there the shift is
+    the largest float, which leaves :math:`(M - z)/2` at least :math:`2^{103}` below it and 0 at
+    the ``+inf`` logits, and a per-row factor of the largest float sends the former to ``+inf``.
+    :func:`_times_infinity` takes ``inf * 0`` as 0.
     """
     stats = softmax_stats(logits, axes)
     largest = jnp.finfo(logits.dtype).max
-    infinite_row = stats.max == jnp.inf
-    half_shift = 0.5 * jnp.minimum(stats.max, largest)  # per row; largest in a +inf row
-    half_log_total = 0.5 * log_total(stats)
-    capped = jnp.minimum(logits, largest)
-    half_gap = jnp.minimum(half_shift - 0.5 * capped, largest)  # (M - z)/2, +inf -> largest
-    # Terms whose exact value is infinite: a -inf logit, and in a +inf row every finite logit.
-    at_minus_inf = jnp.maximum(-logits, largest) - largest  # +inf at a -inf logit, else 0
-    below_infinite_max = jnp.sign(largest - capped)  # 0 at a +inf logit, 1 below it
-    # -0.0, not softmax_stats's where(infinite, largest, 0.0): XLA would share that one between
-    # the two fused reductions and write its broadcast out at the logits' size.
-    row_cap = jnp.where(infinite_row, largest, -0.0)
-    blowup = jnp.maximum(at_minus_inf, jnp.minimum(below_infinite_max * largest, row_cap) * largest)
-    terms = labels * (half_log_total + half_gap) + _times_infinity(blowup, labels)
+    half_shift = 0.5 * jnp.minimum(stats.max, largest)  # per row; the largest float in a +inf row
+    # Per row: 1, or the largest float in a +inf row (-0.0 in the select, not softmax_stats's
+    # 0.0, so that XLA does not share one broadcast between two fused reductions and write it out).
+    row_scale = 1.0 + jnp.where(stats.max == jnp.inf, largest, -0.0)
+    half_gap = half_shift - 0.5 * jnp.minimum(logits, largest)  # (M - z)/2: +inf at a -inf logit
+    half_loss = 0.5 * log_total(stats) + half_gap * row_scale  # -log(p)/2, +inf where p = 0
+    terms = _times_infinity(half_loss, labels)
     loss = 2.0 * jnp.sum(terms, axis=axes, keepdims=True)
     loss = jnp.where(live_rows(stats), loss, 0.0)
     return jnp.squeeze(loss, axes), stats
 
 
-def _times_infinity(blowup: jax.Array, weight: jax.Array) -> jax.Array:
-    """``blowup * weight`` for ``blowup`` in {0, +inf}, with ``inf * 0 = 0``, arithmetic only.
+def _times_infinity(value: jax.Array, weight: jax.Array) -> jax.Array:
+    """``value * weight`` for ``value`` in [0, +inf], with ``inf * 0 = 0``, arithmetic only.
 
-    ``blowup`` is capped at ``|sign(w)| * largest`` (0 where w is 0) before it is scaled past
-    the largest float and given w's sign. It is a step function: no derivative.
+    The value is capped at the largest float, and the product scaled by the largest float
+    again where the value was ``+inf``, which overflows to ``sign(w) * inf`` for any normal
+    ``w`` and leaves ``0 * largest = 0``. The scale is a step function: no derivative.
     """
-    largest = jnp.finfo(blowup.dtype).max
-    direction = jnp.sign(weight)
-    return jax.lax.stop_gradient((jnp.minimum(blowup, jnp.abs(direction) * largest) * largest) * direction)
+    largest = jnp.finfo(value.dtype).max
+    finite = jnp.minimum(value, largest)
+    # 1, or the largest float; written without a constant 1, which the seeds have (see
+    # sigmoid_binary_cross_entropy).
+    scale = 2.0 * (0.5 + 0.5 * jax.lax.stop_gradient(jnp.minimum(value - finite, largest)))
+    return (finite * weight) * scale
 
 
 def label_logit(logits: jax.Array, labels: jax.Array, axes: Axes) -> jax.Array:
@@ -287,7 +288,8 @@ def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Ar
     magnitude = jnp.abs(logits)
     finite = jnp.sign(logits) * jnp.minimum(magnitude, largest)  # +-inf -> +-largest
     # max(., -0.0), not max(., 0.0): the seed's 0 would be shared, and XLA writes a shared
-    # constant out as an array the size of the logits.
+    # constant out as an array the size of the logits. (min(max(z, 0), largest) would be a
+    # clamp, which the fused reduction does not take.)
     positive, negative = jnp.maximum(finite, -0.0), jnp.maximum(-finite, -0.0)
     other = 2.0 * (0.5 - 0.5 * labels)  # 1 - y, rounded once, without the seed's constant 1
     linear = _times_label(positive, logits, other) + _times_label(negative, -logits, labels)
@@ -297,9 +299,8 @@ def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Ar
 def _times_label(part: jax.Array, signed_logits: jax.Array, label: jax.Array) -> jax.Array:
     """``max(z, 0) * w``, given ``part = max(z, 0)`` with ``+inf`` clamped to the largest float.
 
-    ``+inf * w`` is ``sign(w) * inf``, and 0 (the limit, not NaN) for ``w = 0``: the excess
-    ``max(z, largest) - largest`` is ``+inf`` only for ``z = +inf``, and it is capped at
-    ``|sign(w)| * largest`` before it is scaled past the largest float and given w's sign.
+    The excess ``max(z, largest) - largest`` is ``+inf`` only for ``z = +inf``, where
+    :func:`_times_infinity` makes ``+inf * w`` the limit ``sign(w) * inf``, or 0 for ``w = 0``.
     """
     largest = jnp.finfo(part.dtype).max
     excess = jnp.maximum(signed_logits, largest) - largest  # 0, or +inf where z = +inf

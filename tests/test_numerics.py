@@ -385,6 +385,32 @@ def test_sigmoid_loss_at_infinite_and_overflowing_logits_takes_each_limit_alone_
     np.testing.assert_array_equal(np.asarray(grad), np.array([0.0, 1.0, 0.5, -0.5, 0.0, -1.0, -1e-30, 0.5], np.float32))
 
 
+# Soft labels against -inf logits, +inf maxima and overflowing gaps: each loss is its limit.
+LIMIT_ROWS = np.array(
+    [
+        [INF, 0.0, -INF, 1.0],  # mass on a finite logit of a +inf row: +inf
+        [INF, INF, 0.0, -INF],  # mass split over two +inf ties: log 2
+        [INF, INF, 0.0, -INF],  # all on one of the ties: log 2
+        [1.5, -INF, 0.5, -1.0],  # mass on a -inf logit: +inf
+        [3e38, -3e38, 0.0, 1.0],  # y (M - z) = 0.1 * 6e38 = 6e37, although M - z overflows
+    ],
+    np.float32,
+)
+LIMIT_SOFT = np.array(
+    [[0.5, 0.5, 0, 0], [0.5, 0.5, 0, 0], [1, 0, 0, 0], [0.5, 0.25, 0.25, 0], [0.9, 0.1, 0, 0]], np.float32
+)
+
+
+@BY_RULE
+def test_soft_label_softmax_loss_takes_its_limit_at_infinite_and_overflowing_logits(ns):
+    loss = np.asarray(ns.softmax_cross_entropy(jnp.asarray(LIMIT_ROWS), jnp.asarray(LIMIT_SOFT)))
+    assert np.isposinf(loss[[0, 3]]).all(), loss
+    np.testing.assert_allclose(loss[[1, 2]], [math.log(2.0)] * 2, rtol=2**-22)
+    np.testing.assert_allclose(loss[4], float(LIMIT_SOFT[4, 1]) * 2 * float(LIMIT_ROWS[4, 0]), rtol=2**-22)
+    total = jax.jit(lambda z, y: jnp.sum(ns.softmax_cross_entropy(z, y)))
+    np.testing.assert_allclose(total(LIMIT_ROWS[1:3], LIMIT_SOFT[1:3]), 2 * math.log(2.0), rtol=2**-22)
+
+
 def _label_gradient_ulps(probs: np.ndarray) -> np.ndarray:
     """Errors in ulps of dl/dy = log((1 - a)/a) of binary_cross_entropy against mpmath."""
     grad = jax.jit(jax.grad(lambda a, y: jnp.sum(jaxloss.binary_cross_entropy(a, y)), argnums=1))
