@@ -16,11 +16,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "verify":
-        from jaxloss import verify
+        from jaxloss.tools import verify
 
         return verify.main(rest)
     if command == "bench":
-        from jaxloss import bench
+        from jaxloss.tools import bench
 
         return bench.main(rest)
     print(f"jaxloss: unknown command {command!r}\n{USAGE}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The article's formulas, literally: the activation, then the cost. No custom rule.
+"""The article's formulas, literally: the activation, then the cost. No custom rule; autodiff differentiates them.
 
 "Feedforward Neural Networks in Depth, Part 3: Cost Functions" (J. Lalin, 2021):
 
@@ -9,9 +9,12 @@
 .. math::
   J = -\\frac{1}{m}\\sum_i \\sum_j y_{ji} \\log a_{ji}, \\quad a_j = \\frac{e^{z_j}}{\\sum_p e^{z_p}}
 
-Per example (no 1/m). The only departures from the letter are the conventions every
-implementation shares: ``0 log 0 = 0`` and masks, written with the double-``where`` so that
-masked entries get a zero gradient instead of ``0 * inf``.
+Per example (no 1/m). Each function has the signature of the rule it is the reference of,
+``(x, y, aux, axes)``. The only departures from the letter are the conventions every namespace
+shares: ``0 log 0 = 0``, masks written with the double ``where`` (so masked entries get a zero
+gradient, not ``0 * inf``), a dead row costs 0, NaN in gives NaN out, and a label outside the
+classes gives NaN. The formulas overflow where float arithmetic does: the sigmoid rounds to 0 or
+1 once |z| passes about 17 in float32, and the softmax overflows once a logit passes about 88.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._stable import Axes, integer_label_mask, kept_logits, option_labels, smooth_binary_labels, soft_cap
+from jaxloss import _options
+
+Axes = tuple[int, ...]
 
 
 def _y_log_a(probs: jax.Array, labels: jax.Array) -> jax.Array:
-    # 0 log 0 = 0. Only that point is replaced, so d/dy = log a is kept wherever a > 0.
+    """:math:`y \\log a` with ``0 log 0 = 0``; only that point is replaced, so d/dy = log a is kept elsewhere."""
     zero_times_log_zero = (labels == 0) & (probs == 0)
     return labels * jnp.log(jnp.where(zero_times_log_zero, 1.0, probs))
 
@@ -36,55 +41,36 @@ def sigmoid(logits: jax.Array) -> jax.Array:
 
 
 def softmax(logits: jax.Array, axes: Axes) -> jax.Array:
-    """:math:`e^{z_j} / \\sum_p e^{z_p}`, without the max shift (a row of only ``-inf`` gives 0)."""
+    """:math:`e^{z_j} / \\sum_p e^{z_p}`, without the max shift (a dead row gives 0)."""
     exps = jnp.exp(logits)
     total = jnp.sum(exps, axis=axes, keepdims=True)
     return exps / jnp.where(total == 0, 1.0, total)
 
 
-def binary_cross_entropy(probs: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes) -> jax.Array:
-    """:math:`-[y \\log a + (1 - y) \\log(1 - a)]`."""
-    del where, axes
-    return -(labels * jnp.log(probs) + (1.0 - labels) * jnp.log(1.0 - probs))
+def _live(logits: jax.Array, axes: Axes) -> jax.Array:
+    """Rows with a class that is not ``-inf`` (NaN rows count as live)."""
+    return jnp.any(logits != -jnp.inf, axis=axes)
 
 
-def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes) -> jax.Array:
+def binary_cross_entropy(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> jax.Array:
+    """:math:`-[y \\log a + (1 - y) \\log(1 - a)]`, with ``0 log 0 = 0``."""
+    del limits, axes
+    return -(_y_log_a(probs, labels) + _y_log_a(1.0 - probs, 1.0 - labels))
+
+
+def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> jax.Array:
     """:math:`-\\sum_j y_j \\log a_j`."""
-    del where
+    del limits
     return -jnp.sum(_y_log_a(probs, labels), axis=axes)
 
 
-def sigmoid_binary_cross_entropy(
-    logits: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes
-) -> jax.Array:
-    """The binary cost of :math:`a = \\sigma(z)`."""
-    return binary_cross_entropy(sigmoid(logits), labels, where, axes)
-
-
-def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes) -> jax.Array:
-    """The categorical cost of :math:`a = \\operatorname{softmax}(z)`."""
-    return categorical_cross_entropy(softmax(logits, axes), labels, where, axes)
-
-
-def softmax_cross_entropy_with_integer_labels(
-    logits: jax.Array, labels: jax.Array, where: jax.Array | None, axes: Axes
-) -> jax.Array:
-    """:math:`-\\log(e^{z_l} / \\sum_p e^{z_p})`, the sum over the classes that ``where`` keeps."""
-    kept = kept_logits(logits, where)
-    total = jnp.sum(jnp.exp(kept), axis=axes)
-    is_label, in_range = integer_label_mask(logits, labels, axes)
-    z_label = jnp.sum(jnp.where(is_label, logits, 0.0), axis=axes)
-    live = total > 0 if where is None else jnp.any(where, axis=axes)
-    loss = -jnp.log(jnp.exp(z_label) / jnp.where(live, total, 1.0))
-    loss = jnp.where(jnp.squeeze(in_range, axes), loss, jnp.nan)
-    return jnp.where(live, loss, 0.0)
-
-
-def sigmoid_cross_entropy_with_options(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> jax.Array:
+def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> jax.Array:
     """:math:`-w [w_+ y' \\log \\sigma(z') + (1 - y') \\log(1 - \\sigma(z'))]`, with :math:`z' = c \\tanh(z/c)`."""
     del axes
-    probs = sigmoid(soft_cap(logits, options.cap))
-    smoothed = smooth_binary_labels(labels, options.smoothing)
+    if options is None:
+        return binary_cross_entropy(sigmoid(logits), labels, None, ())
+    probs = sigmoid(_options.soft_cap(logits, options.cap))
+    smoothed = _options.smooth_binary_labels(labels, options.smoothing)
     positive = smoothed * jnp.log(probs)
     if options.pos_weight is not None:
         positive = options.pos_weight * positive
@@ -92,16 +78,56 @@ def sigmoid_cross_entropy_with_options(logits: jax.Array, labels: jax.Array, opt
     return loss if options.weights is None else options.weights * loss
 
 
-def softmax_cross_entropy_with_options(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> jax.Array:
-    """:math:`-\\sum_j y'_j \\log a_j + \\alpha (\\log \\sum_p e^{z'_p})^2`.
-
-    With :math:`a = \\operatorname{softmax}(z')` and :math:`y'` the effective labels.
-    """
-    capped = soft_cap(logits, options.cap)
-    effective = option_labels(capped, labels, options.smoothing, options.weights, axes)
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> jax.Array:
+    """:math:`-\\sum_j y'_j \\log a_j + \\alpha (\\log \\sum_p e^{z'_p})^2`, :math:`a = \\operatorname{softmax}(z')`."""
+    if options is None:
+        loss = categorical_cross_entropy(softmax(logits, axes), labels, None, axes)
+        return jnp.where(_live(logits, axes), loss, 0.0)
+    capped = _options.soft_cap(logits, options.cap)
+    effective = _options.option_labels(capped, labels, options, axes)
     loss = categorical_cross_entropy(softmax(capped, axes), effective, None, axes)
     if options.z_loss is not None:
         total = jnp.sum(jnp.exp(capped), axis=axes)
         live = total > 0
         loss = loss + jnp.where(live, options.z_loss * jnp.square(jnp.log(jnp.where(live, total, 1.0))), 0.0)
-    return loss
+    return jnp.where(_live(logits, axes), loss, 0.0)
+
+
+def softmax_cross_entropy_with_integer_labels(logits: jax.Array, labels: jax.Array, aux: Any, axes: Axes) -> jax.Array:
+    """The integer-label cost with its options, literally.
+
+    .. math::
+      (1 - \\epsilon) w_l (\\log \\textstyle\\sum_p e^{z'_p} - z'_l)
+      + \\frac{\\epsilon}{C} \\sum_j w_j (\\log \\textstyle\\sum_p e^{z'_p} - z'_j)
+      + \\alpha (\\log \\textstyle\\sum_p e^{z'_p})^2
+
+    The sums over :math:`p` run over the classes ``where`` keeps; :math:`z'_l` is read whether
+    or not its class is kept (optax's meaning), and the smoothing share goes to the :math:`C`
+    classes in play. Without options it is :math:`\\log \\sum_p e^{z_p} - z_l`.
+    """
+    (axis,) = axes
+    where, options = aux.where, aux.options
+    capped = logits if options is None else _options.soft_cap(logits, options.cap)
+    kept = capped if where is None else jnp.where(where, capped, -jnp.inf)
+    total = jnp.sum(jnp.exp(kept), axis=axis)
+    live = _live(kept, axes)
+    log_total = jnp.log(jnp.where(live, total, 1.0))
+    num_classes = logits.shape[axis]
+    index = jnp.expand_dims(labels, axis)
+    is_label = jax.lax.broadcasted_iota(labels.dtype, logits.shape, axis) == index
+    label_logit = jnp.sum(jnp.where(is_label, capped, 0.0), axis=axis)
+    loss = log_total - label_logit
+    if options is not None:
+        if options.weights is not None:
+            loss = jnp.sum(jnp.where(is_label, options.weights, 0.0), axis=axis) * loss
+        if options.smoothing is not None:
+            in_play = kept != -jnp.inf
+            weights = 1.0 if options.weights is None else options.weights
+            gaps = jnp.where(in_play, weights * (jnp.expand_dims(log_total, axis) - kept), 0.0)
+            share = options.smoothing / jnp.maximum(jnp.sum(in_play, axis=axis, dtype=logits.dtype), 1.0)
+            loss = (1.0 - options.smoothing) * loss + share * jnp.sum(gaps, axis=axis)
+        if options.z_loss is not None:
+            loss = loss + options.z_loss * jnp.square(log_total)
+    in_range = (labels >= 0) & (labels < num_classes)
+    # NaN for a label out of range, in the loss and (through the product) in its gradient.
+    return jnp.where(live, loss * jnp.where(in_range, 1.0, jnp.nan), 0.0)

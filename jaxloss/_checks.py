@@ -129,15 +129,3 @@ def floating_pair(
     shape = broadcast_shape(x, y, (input_name, "labels"))
     dtype = compute_dtype(x, y)
     return jnp.broadcast_to(x.astype(dtype), shape), jnp.broadcast_to(y.astype(dtype), shape)
-
-
-def probability_pair(
-    probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """:func:`floating_pair` for probabilities, plus the clamp limits of their own dtype."""
-    from jaxloss._stable import probability_limits
-
-    a = as_array(probs, "probs")
-    x, y = floating_pair(a, labels, "probs")
-    limits = probability_limits(a.dtype, x.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else None
-    return x, y, limits  # type: ignore[return-value]

@@ -1,40 +1,34 @@
-"""Fused linear + softmax cross-entropy over vocabulary blocks: the logits are never stored.
+"""``linear_cross_entropy``: the output layer and the softmax cross-entropy, fused; the logits are never stored.
 
 For hidden states :math:`h` (N, D), a weight :math:`W` (D, V), a bias :math:`b` and integer
 labels :math:`l`, the logits :math:`z = hW + b` are computed block by block (B columns at a
 time): once for the row statistics, and again in the backward pass for the seed.
 
-Forward, one pass over the blocks with an online maximum (rescaling what came before): per row,
-:math:`M = \\max_j z_j`, :math:`R = \\sum_{j \\ne l} e^{z_j - M}` (the label left out by its
-index) and the label's logit :math:`z_l`. Then :math:`S = R + e^{z_l - M}`, and, as in
-``_stable``, :math:`T = S - 1` carries no rounded leading 1 when the label is an arg-max
-(:math:`T = R`), so :math:`\\ell = (M - z_l) + \\log1p(T)` keeps its digits for confident
-predictions.
+Forward, one pass over the blocks: each block's label statistics (``_stats.label_stats``: per
+row :math:`M`, :math:`R = \\sum_{j \\ne l} e^{z_j - M}` with the label left out by its index,
+and :math:`z_l`) are joined to the running ones by ``_stats.merge`` (an online maximum), and the
+loss is formed from them by ``_stats.label_loss``, as for the full logits.
 
-Backward, per block: :math:`p = e^{z - M}/S`, the closed-form seed :math:`g = p - \\text{onehot}`
-(:math:`p_l - 1 = -R/S`, no cancellation), then :math:`\\bar h \\mathrel{+}= g W_B^\\top`,
-:math:`\\bar W_B = h^\\top g` and :math:`\\bar b_B = \\sum_n g`. The residuals are the inputs and
-O(N) statistics. Products accumulate in float32 (float64 for float64 inputs), and each block of
-:math:`\\bar W` is one product over all N rows, never a running sum in low precision.
+Backward, per block: the closed-form seed :math:`g = p - \\text{onehot}` (``_seeds``, the same
+function as for the full logits; :math:`p_l - 1 = -R/S`, no cancellation), then
+:math:`\\bar h \\mathrel{+}= g W_B^\\top`, :math:`\\bar W_B = h^\\top g` and :math:`\\bar b_B = \\sum_n g`.
+The residuals are the inputs and O(N) statistics. Products accumulate in float32 (float64 for
+float64 inputs), and each block of :math:`\\bar W` is one product over all N rows, never a running sum in low precision.
 
-With the training options (``_options``) the labels are
-:math:`y' = w \\odot ((1 - \\epsilon)\\,\\text{onehot}(l) + \\epsilon/V)`, so
-:math:`\\ell = (1 - \\epsilon) w_l [(M - z_l) + \\log S] + \\frac{\\epsilon}{V}[Q + (\\sum_j w_j) \\log S]
-+ \\alpha \\operatorname{lse}^2` with :math:`Q = \\sum_j w_j (M - z_j) \\ge 0` (accumulated online,
-every term non-negative), and the seed is
-:math:`(1 - \\epsilon) w_l (p - \\text{onehot}) + \\frac{\\epsilon}{V}(p \\sum_j w_j - w)
-+ 2\\alpha \\operatorname{lse}\\, p`, chained through :math:`1 - \\tanh^2(z/c)` with a soft cap.
+With the training options (``_options``) the statistics and the seed are those of the full
+logits with the same options.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _stable, seeds
+from jaxloss import _checks, _options, _seeds, _stats
 
 TARGET_BLOCK_BYTES = 4 * 2**20  # one block of logits: about 4 MiB
 
@@ -47,27 +41,6 @@ def block_columns(rows: int, vocab: int, itemsize: int, block_size: int | None) 
     if columns >= 128:
         columns -= columns % 128
     return max(1, min(columns, vocab))
-
-
-class BlockOptions(NamedTuple):
-    """The options as the blocks use them: arrays in the compute dtype, or None."""
-
-    smoothing: jax.Array | None
-    weights: jax.Array | None  # (V,) per-class weights
-    z_loss: jax.Array | None
-    cap: jax.Array | None
-
-
-class RowStats(NamedTuple):
-    """Per-row statistics over the classes of one weight (all of them, or one shard)."""
-
-    max: jax.Array  # M
-    others: jax.Array  # R = sum over j != l of e^(z_j - M)
-    label_logit: jax.Array  # z_l, or 0 where the label is not among these classes
-    has_label: jax.Array  # 1 where the label is among these classes, else 0
-    label_weight: jax.Array  # w_l (1 without weights), or 0 where the label is not here
-    gaps: jax.Array  # Q = sum_j w_j (M - z_j) with label smoothing, else 0
-    seen_weight: jax.Array  # sum_j w_j over these classes (a scalar)
 
 
 def compute_dtype(*arrays: jax.Array) -> Any:
@@ -105,80 +78,46 @@ def _for_blocks(vocab: int, width: int, body: Callable[[Any, Any, int], Any], ca
     return carry
 
 
-def _block_weights(options: BlockOptions, start: Any, width: int, dtype: Any) -> jax.Array:
-    if options.weights is None:
-        return jnp.ones((width,), dtype)
-    return jax.lax.dynamic_slice_in_dim(options.weights, start, width)
+def _block_weights(options: _options.SoftmaxOptions | None, start: Any, width: int) -> jax.Array | None:
+    """The block's class weights, shape (1, width), or None."""
+    if options is None or options.weights is None:
+        return None
+    return jax.lax.dynamic_slice_in_dim(options.weights, start, width, axis=1)
 
 
 def local_stats(
-    hidden: jax.Array, weight: jax.Array, bias: jax.Array | None, labels: jax.Array, options: BlockOptions, width: int
-) -> RowStats:
-    """The row statistics over the classes of ``weight``; ``labels`` count from its first column."""
-    rows, vocab = hidden.shape[0], weight.shape[1]
-    compute = compute_dtype(hidden, weight)
+    hidden: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None,
+    labels: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    width: int,
+) -> _stats.LabelStats:
+    """The label statistics over the classes of ``weight``; ``labels`` (rows, 1) count from its first column."""
+    vocab = weight.shape[1]
+    smoothing = options is not None and options.smoothing is not None
+    cap = None if options is None else options.cap
 
-    def body(stats: RowStats, start: Any, size: int) -> RowStats:
-        logits = _stable.soft_cap(_logits_block(hidden, weight, bias, start, size), options.cap)
-        is_label = (start + jax.lax.iota(labels.dtype, size))[None, :] == labels[:, None]
-        new_max = jnp.maximum(stats.max, jnp.max(logits, axis=1))
-        shift_to = jnp.where(new_max == -jnp.inf, 0.0, new_max)  # rows of only -inf so far
-        rescale = jnp.exp(stats.max - shift_to)
-        exps = jnp.exp(logits - shift_to[:, None])
-        others = stats.others * rescale + jnp.sum(jnp.where(is_label, 0.0, exps), axis=1)
-        class_weights = _block_weights(options, start, size, compute)
-        label_logit = stats.label_logit + jnp.sum(jnp.where(is_label, logits, 0.0), axis=1)
-        has_label = stats.has_label + jnp.sum(is_label, axis=1).astype(compute)
-        label_weight = stats.label_weight + jnp.sum(jnp.where(is_label, class_weights[None, :], 0.0), axis=1)
-        gaps = stats.gaps
-        if options.smoothing is not None:
-            raised = jnp.where(stats.max == -jnp.inf, 0.0, shift_to - stats.max)
-            gaps = (
-                gaps
-                + raised * stats.seen_weight
-                + jnp.sum(class_weights[None, :] * (shift_to[:, None] - logits), axis=1)
-            )
-        seen = stats.seen_weight + jnp.sum(class_weights)
-        return RowStats(new_max, others, label_logit, has_label, label_weight, gaps, seen)
+    def block(start: Any, size: int) -> _stats.LabelStats:
+        logits = _options.soft_cap(_logits_block(hidden, weight, bias, start, size), cap)
+        return _stats.label_stats(
+            logits,
+            labels - start,
+            1,
+            class_weights=_block_weights(options, start, size),
+            smoothing=smoothing,
+            whole_row=False,
+        )
 
-    zeros = jnp.zeros((rows,), compute)
-    first = RowStats(jnp.full((rows,), -jnp.inf, compute), zeros, zeros, zeros, zeros, zeros, jnp.zeros((), compute))
-    return _for_blocks(vocab, width, body, first)
-
-
-class Totals(NamedTuple):
-    """What the seed needs per row: the maximum, S = 1 + T, R, lse, and the label's weight."""
-
-    max: jax.Array
-    total: jax.Array
-    others: jax.Array
-    lse: jax.Array
-    label_weight: jax.Array
-
-
-def finish(stats: RowStats, options: BlockOptions, vocab: int) -> tuple[jax.Array, Totals]:
-    """The loss of each row from its statistics (over the whole vocabulary), and the seed's totals.
-
-    Rows whose label is among none of the classes get NaN (a label out of range).
-    """
-    label_term = jnp.exp(stats.label_logit - stats.max)
-    label_is_max = stats.label_logit == stats.max
-    rest = jnp.where(label_is_max, stats.others, (stats.others + label_term) - 1.0)
-    log_total = _stable.log1p_nonnegative(rest)
-    nll = jnp.where(label_is_max, 0.0, stats.max - stats.label_logit) + log_total
-    loss = nll
-    if options.smoothing is not None or options.weights is not None:
-        keep_share = 1.0 if options.smoothing is None else 1.0 - options.smoothing
-        loss = keep_share * stats.label_weight * nll
-        if options.smoothing is not None:
-            loss = loss + (options.smoothing / vocab) * (stats.gaps + stats.seen_weight * log_total)
-    lse = stats.max + log_total
-    if options.z_loss is not None:
-        loss = loss + options.z_loss * jnp.square(lse)
-    valid = stats.has_label == 1.0
-    loss = jnp.where(valid, loss, jnp.nan)
-    total = jnp.where(valid, 1.0 + rest, jnp.nan)  # and a NaN seed
-    return loss, Totals(stats.max, total, stats.others, lse, stats.label_weight)
+    full, tail = divmod(vocab, width)
+    if not full:
+        return block(0, tail)
+    stats = block(0, width)
+    if full > 1:
+        stats = jax.lax.fori_loop(1, full, lambda k, s: _stats.merge(s, block(k * width, width)), stats)
+    if tail:
+        stats = _stats.merge(stats, block(full * width, tail))
+    return stats
 
 
 def backward_blocks(
@@ -186,33 +125,35 @@ def backward_blocks(
     weight: jax.Array,
     bias: jax.Array | None,
     labels: jax.Array,
-    options: BlockOptions,
-    totals: Totals,
-    weight_total: jax.Array,
-    vocab_total: int,
+    options: _options.SoftmaxOptions | None,
+    totals: _stats.LabelTotals,
     cotangent: jax.Array,
     width: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Gradients for ``hidden`` (in the compute dtype), ``weight`` and ``bias`` (in their dtypes).
 
-    ``cotangent`` is the per-row cotangent (0 for rows that do not count); ``labels`` count
-    from the first column of ``weight``; ``weight_total`` is :math:`\\sum_j w_j` over the whole
-    vocabulary (``vocab_total`` classes).
+    ``cotangent`` is the per-row cotangent, shape (rows, 1), 0 for rows that do not count;
+    ``labels`` (rows, 1) count from the first column of ``weight``; ``totals`` are over the
+    whole vocabulary.
     """
     rows, vocab = hidden.shape[0], weight.shape[1]
     compute = compute_dtype(hidden, weight)
     hidden_c = hidden.astype(compute)
+    cap = None if options is None else options.cap
 
     def body(carry: Any, start: Any, size: int) -> Any:
         d_hidden, d_weight, d_bias = carry
         raw = _logits_block(hidden, weight, bias, start, size)
-        is_label = (start + jax.lax.iota(labels.dtype, size))[None, :] == labels[:, None]
-        class_weights = None if options.smoothing is None else _block_weights(options, start, size, compute)
-        grad = seeds.integer_labels_block_grad_from_totals(
-            raw, is_label, totals.max, totals.total, totals.others, totals.lse, totals.label_weight,
-            options, class_weights, weight_total, vocab_total,
-        )  # fmt: skip
-        grad = cotangent[:, None] * grad
+        grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
+            raw,
+            _options.soft_cap(raw, cap),
+            labels - start,
+            totals,
+            options,
+            1,
+            class_weights=_block_weights(options, start, size),
+        )
+        grad = cotangent * grad
         columns = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1).astype(compute)
         d_hidden = d_hidden + jax.lax.dot(grad, columns.T, preferred_element_type=compute)
         d_columns = jax.lax.dot(hidden_c.T, grad, preferred_element_type=compute)
@@ -242,13 +183,12 @@ def _forward(
     bias: jax.Array | None,
     labels: jax.Array,
     counts: jax.Array,
-    options: BlockOptions,
+    options: _options.SoftmaxOptions | None,
     width: int,
 ) -> tuple[jax.Array, Any]:
-    stats = local_stats(hidden, weight, bias, labels, options, width)
-    loss, totals = finish(stats, options, weight.shape[1])
-    loss = jnp.where(counts, loss, 0.0)
-    return loss, (totals, stats.seen_weight)
+    stats = local_stats(hidden, weight, bias, labels[:, None], options, width)
+    loss, totals = _stats.label_loss(stats, options)
+    return jnp.where(counts, loss[:, 0], 0.0), (hidden, weight, bias, labels, counts, options, totals)
 
 
 def _primal(
@@ -257,7 +197,7 @@ def _primal(
     bias: jax.Array | None,
     labels: jax.Array,
     counts: jax.Array,
-    options: BlockOptions,
+    options: _options.SoftmaxOptions | None,
     width: int,
 ) -> jax.Array:
     """Per-row losses of ``hidden @ weight + bias``; ``width`` classes per block (static)."""
@@ -267,24 +207,11 @@ def _primal(
 fused = jax.custom_vjp(_primal, nondiff_argnums=(6,))
 
 
-def _fused_fwd(
-    hidden: jax.Array,
-    weight: jax.Array,
-    bias: jax.Array | None,
-    labels: jax.Array,
-    counts: jax.Array,
-    options: BlockOptions,
-    width: int,
-) -> tuple[jax.Array, Any]:
-    loss, (totals, weight_total) = _forward(hidden, weight, bias, labels, counts, options, width)
-    return loss, (hidden, weight, bias, labels, counts, options, totals, weight_total)
-
-
 def _fused_bwd(width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, ...]:
-    hidden, weight, bias, labels, counts, options, totals, weight_total = residuals
-    row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)
+    hidden, weight, bias, labels, counts, options, totals = residuals
+    row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)[:, None]
     d_hidden, d_weight, d_bias = backward_blocks(
-        hidden, weight, bias, labels, options, totals, weight_total, weight.shape[1], row_cotangent, width
+        hidden, weight, bias, labels[:, None], options, totals, row_cotangent, width
     )
     return (
         summed_like(d_hidden.astype(hidden.dtype), hidden),
@@ -296,7 +223,7 @@ def _fused_bwd(width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, .
     )
 
 
-fused.defvjp(_fused_fwd, _fused_bwd)
+fused.defvjp(_forward, _fused_bwd)
 
 
 def summed_like(cotangent: jax.Array, primal: jax.Array) -> jax.Array:
@@ -317,3 +244,115 @@ def _varying_axes(array: jax.Array) -> frozenset[str]:
     if kind is None:  # older JAX
         return frozenset(getattr(jax.typeof(array), "vma", frozenset()))
     return frozenset(kind.varying)
+
+
+# --- the public cost ----------------------------------------------------------------------------
+
+
+def validate(
+    hidden: jax.typing.ArrayLike,
+    weight: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    bias: jax.typing.ArrayLike | None,
+    where: jax.typing.ArrayLike | None,
+    block_size: int | None,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None, jax.Array | None]:
+    """Checks the shapes and dtypes; returns the arrays (labels broadcast to the batch shape)."""
+    h = _checks.as_array(hidden, "hidden")
+    _checks.require_floating(h, "hidden")
+    w = _checks.as_array(weight, "weight")
+    _checks.require_floating(w, "weight")
+    if h.ndim < 1:
+        raise ValueError(f"`hidden` must have a feature axis, got shape {h.shape}.")
+    if w.ndim != 2 or w.shape[0] != h.shape[-1]:
+        raise ValueError(f"`weight` must have shape (D, V) with D = {h.shape[-1]} (from `hidden`), got {w.shape}.")
+    classes = _checks.as_array(labels, "labels")
+    _checks.require_integer(classes, "labels")
+    batch = h.shape[:-1]
+    try:
+        classes = jnp.broadcast_to(classes, batch)
+    except ValueError:
+        raise ValueError(f"`labels` with shape {classes.shape} must broadcast to the batch shape {batch}.") from None
+    b = None
+    if bias is not None:
+        b = _checks.as_array(bias, "bias")
+        _checks.require_floating(b, "bias")
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"`bias` must have shape ({w.shape[1]},), got {b.shape}.")
+    mask = None
+    if where is not None:
+        mask = _checks.as_array(where, "where")
+        if mask.dtype != jnp.bool_:
+            raise TypeError(f"`where` must be a boolean mask, got {mask.dtype} with shape {mask.shape}.")
+        try:
+            mask = jnp.broadcast_to(mask, batch)
+        except ValueError:
+            raise ValueError(f"`where` with shape {mask.shape} must broadcast to the batch shape {batch}.") from None
+    if block_size is not None:
+        _checks.require_python_int(block_size, "block_size")
+        if block_size < 1:
+            raise ValueError(f"`block_size` must be positive, got {block_size}.")
+    return h, w, classes, b, mask
+
+
+def linear_cross_entropy(
+    hidden: jax.typing.ArrayLike,
+    weight: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    bias: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    block_size: int | None = None,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Softmax cross-entropy of the logits ``hidden @ weight + bias``, without storing the logits.
+
+    .. math::
+      \\ell_n = \\operatorname{logsumexp}_j (h_n W + b)_j - (h_n W + b)_{l_n},
+      \\qquad \\frac{\\partial \\ell}{\\partial z} = \\operatorname{softmax}(z) - \\operatorname{onehot}(l)
+
+    Equal to ``softmax_cross_entropy_with_integer_labels(hidden @ weight + bias, labels)``, but
+    the logits are computed ``block_size`` classes at a time: the forward pass keeps O(N)
+    statistics per row (an online logsumexp), and the backward pass recomputes each block and
+    forms the closed-form seed there, so memory is O(N·B + D·V) instead of O(N·V). Gradients
+    are given for ``hidden``, ``weight`` and ``bias`` and honour the cotangent of each loss, so
+    the losses may be reduced in any way. float16 and bfloat16 inputs are multiplied with
+    float32 accumulation, and the logsumexp, the softmax and every gradient are float32; the
+    gradients come back in the inputs' dtypes.
+
+    Args:
+      hidden: floating hidden states, shape ``(..., D)``.
+      weight: floating output weight, shape ``(D, V)``.
+      labels: integer class ids with the batch shape ``hidden.shape[:-1]``.
+      bias: optional floating bias of shape ``(V,)``.
+      where: optional boolean mask with the batch shape: dropped examples cost 0 and get a zero
+        gradient.
+      block_size: classes per block; by default about 4 MiB of float32 logits, a multiple of 128.
+      label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
+        ``softmax_cross_entropy_with_integer_labels``; ``weights`` has shape ``(V,)``.
+
+    Returns:
+      The loss of each example, with the batch shape, in float32 (float64 for float64 inputs).
+    """
+    h, w, classes, b, mask = validate(hidden, weight, labels, bias, where, block_size)
+    compute = compute_dtype(h, w)
+    vocab = w.shape[1]
+    probe = jnp.zeros((1, vocab), compute)  # the options are checked against one row of logits
+    options = _options.softmax_options(
+        probe, (1,), label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+    batch = h.shape[:-1]
+    rows = math.prod(batch)
+    counts = jnp.ones(batch, bool) if mask is None else mask
+    if ignore_index is not None:
+        _checks.require_python_int(ignore_index, "ignore_index")
+        counts = counts & (classes != ignore_index)
+    flat_h = h.reshape(rows, h.shape[-1])
+    flat_labels = jnp.where(counts, classes, 0).reshape(rows)
+    width = block_columns(rows, vocab, jnp.dtype(compute).itemsize, block_size)
+    loss = fused(flat_h, w, b, flat_labels, counts.reshape(rows), options, width)
+    return loss.reshape(batch)

@@ -1,11 +1,12 @@
-"""The training options of the logit-space costs: validation, and the two option sets.
+"""The training options of the logit-space costs: validation, the two option sets, and what each does to the inputs.
 
 Options are keyword-only and off by default; a cost called without any takes its plain path.
 Each option set is a pytree of arrays in the compute dtype (``None`` for an option that is
-off), handed to the rules as their third operand, so one compiled rule serves every value.
-Options are not differentiated: the rules return no cotangent for them.
+off), handed to the rules with the inputs, so one compiled rule serves every value. Options are
+not differentiated: the rules return no cotangent for them.
 
-The math of each option lives in ``_stable`` (the forward formulas) and ``seeds`` (the seeds).
+What an option does to the logits and labels is here (:func:`soft_cap`, the smoothings); the
+losses they enter are in the family modules and their seeds in ``seeds``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class SigmoidOptions(NamedTuple):
 
 
 class SoftmaxOptions(NamedTuple):
-    """Options of the softmax costs; ``weights`` is broadcast to the logits' shape."""
+    """Options of the softmax costs; ``weights`` broadcasts against the logits (size 1 off the class axes)."""
 
     smoothing: jax.Array | None  # epsilon: labels (1 - eps) y + eps / C
     weights: jax.Array | None  # per-class weights
@@ -52,13 +53,18 @@ def _scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jnp.dtype, lo
     return array.astype(dtype)
 
 
-def _positive_cap(value: float | jax.typing.ArrayLike | None, dtype: jnp.dtype) -> jax.Array | None:
+def positive_cap(value: float | jax.typing.ArrayLike | None, dtype: jnp.dtype) -> jax.Array | None:
     if value is None:
         return None
     cap = _scalar(value, "soft_cap", dtype, 0.0, np.inf)
     if isinstance(value, numbers.Real) and float(value) == 0.0:
         raise ValueError("`soft_cap` must be positive (or None for no cap), got 0.")
     return cap
+
+
+def nonnegative_scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jnp.dtype) -> jax.Array:
+    """A scalar option that must be at least 0, in the compute dtype."""
+    return _scalar(value, name, dtype, 0.0, np.inf)
 
 
 def _is_off(value: float | jax.typing.ArrayLike) -> bool:
@@ -97,7 +103,7 @@ def sigmoid_options(
                 f"`{name}` with shape {array.shape} must broadcast to the shape {logits.shape} of `logits`."
             )
         arrays[name] = jnp.broadcast_to(array, logits.shape)
-    options = SigmoidOptions(smoothing, arrays["weights"], arrays["pos_weight"], _positive_cap(soft_cap, dtype))
+    options = SigmoidOptions(smoothing, arrays["weights"], arrays["pos_weight"], positive_cap(soft_cap, dtype))
     return None if all(o is None for o in options) else options
 
 
@@ -129,9 +135,8 @@ def softmax_options(
         # Lay the class axes out where they sit in the logits, then broadcast.
         order = sorted(range(len(axes)), key=lambda i: axes[i])
         laid_out = jnp.transpose(array, order) if len(axes) > 1 else array
-        expanded = jnp.expand_dims(laid_out, [d for d in range(logits.ndim) if d not in axes])
-        class_weights = jnp.broadcast_to(expanded, logits.shape)
-    options = SoftmaxOptions(smoothing, class_weights, alpha, _positive_cap(soft_cap, dtype))
+        class_weights = jnp.expand_dims(laid_out, [d for d in range(logits.ndim) if d not in axes])
+    options = SoftmaxOptions(smoothing, class_weights, alpha, positive_cap(soft_cap, dtype))
     return None if all(o is None for o in options) else options
 
 
@@ -147,3 +152,41 @@ SOFTMAX_OPTIONS_DOC = """label_smoothing: ε in [0, 1]: the labels become (1 - �
         -Σ_j w_j y_j log p_j, as in torch.
       z_loss: α ≥ 0: adds α logsumexp(z)² per example, as in PaLM.
       soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2."""
+
+
+# --- what the options do to the inputs ---------------------------------------------------------
+
+
+def soft_cap(logits: jax.Array, cap: jax.Array | None) -> jax.Array:
+    """:math:`c \\tanh(z / c)`, the logit soft-capping of Gemma 2 (the logits when ``cap`` is None)."""
+    return logits if cap is None else cap * jnp.tanh(logits / cap)
+
+
+def smooth_binary_labels(labels: jax.Array, smoothing: jax.Array | None) -> jax.Array:
+    """:math:`(1 - \\epsilon) y + \\epsilon / 2`, Keras's label smoothing for sigmoid costs."""
+    return labels if smoothing is None else (1.0 - smoothing) * labels + 0.5 * smoothing
+
+
+def smooth_labels(logits: jax.Array, labels: jax.Array, smoothing: jax.Array | None, axes: Axes) -> jax.Array:
+    """:math:`(1 - \\epsilon) y + \\epsilon / C`, torch's label smoothing for softmax costs.
+
+    ``C`` counts the classes in play: a ``-inf`` logit (a masked class, or one that ``where``
+    drops) gets no share, so smoothing never puts weight on a class of zero probability. With
+    no masked class this is torch's ``ε / C``.
+    """
+    if smoothing is None:
+        return labels
+    in_play = logits != -jnp.inf
+    count = jnp.sum(in_play, axis=axes, keepdims=True).astype(labels.dtype)
+    share = jnp.where(in_play, smoothing / jnp.maximum(count, 1.0), 0.0)
+    return (1.0 - smoothing) * labels + share
+
+
+def option_labels(logits: jax.Array, labels: jax.Array, options: SoftmaxOptions, axes: Axes) -> jax.Array:
+    """The effective labels of a softmax cost: :math:`w \\odot ((1 - \\epsilon) y + \\epsilon / C)`.
+
+    ``logits`` are the capped logits, whose ``-inf`` entries get no share. Class weights act on
+    the labels, :math:`-\\sum_j w_j y_j \\log p_j`, as in torch.
+    """
+    smoothed = smooth_labels(logits, labels, options.smoothing, axes)
+    return smoothed if options.weights is None else options.weights * smoothed

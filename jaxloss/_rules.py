@@ -1,78 +1,113 @@
-"""Builds a ``custom_vjp`` or a ``custom_jvp`` cost from a forward formula and its seed.
+"""A cost's three ways of being differentiated, built from its stable formula, its seed and the article's formula.
 
-A :class:`Core` is a cost ``loss(x, y, where, axes)`` reduced over ``axes`` (or element-wise when
-``axes`` is empty), given as
+A :class:`Rule` holds, for one cost ``loss(x, y, aux, axes)`` (per example: reduced over
+``axes``, or element-wise when ``axes`` is empty):
 
-* ``forward(x, y, where, axes) -> (loss, residuals)``: the stable formula, and
+* ``forward(x, y, aux, axes) -> (loss, residuals)``: the stable formula;
 * ``seed(residuals, axes) -> (dloss/dx, dloss/dy or None)``: the closed-form per-example seeds,
-  each of the full shape of ``x``.
+  each of the full shape of ``x`` (written in :mod:`jaxloss.seeds`);
+* ``reference(x, y, aux, axes) -> loss``: the article's literal formula, for autodiff.
 
-Both rules use the same two functions, so each derivative is written once, in ``seeds``.
+``aux`` holds what is not differentiated: a mask, the clamp limits, the training options.
+
+Calling a rule runs the way of the namespace the public cost was called through:
+:mod:`jaxloss` a ``custom_vjp`` rule, :mod:`jaxloss.forward` a ``custom_jvp`` rule and
+:mod:`jaxloss.reference` the literal formula. Each public cost is one ``def``, in its family's
+module; :func:`in_namespace` makes its twin in another namespace, which selects the way for the
+duration of the call (when JAX traces it), so the twins share every line of validation.
 
 ``custom_vjp``: the cotangent ``g`` of the per-example loss multiplies the seed,
-:math:`\\bar x = g \\cdot \\partial\\ell/\\partial x`. ``fwd`` calls the plain ``forward`` (never the
-``custom_vjp`` function itself), so forward-over-reverse (``jax.hessian``) differentiates the
-plain formulas and the seed.
-
-``custom_jvp``: :math:`\\dot\\ell = \\sum_{axes} \\partial\\ell/\\partial x \\cdot \\dot x +
-\\partial\\ell/\\partial y \\cdot \\dot y`, skipping symbolic-zero tangents.
+:math:`\\bar x = g \\cdot \\partial\\ell/\\partial x`. ``custom_jvp``:
+:math:`\\dot\\ell = \\sum_{axes} \\partial\\ell/\\partial x \\cdot \\dot x + \\partial\\ell/\\partial y \\cdot \\dot y`,
+skipping symbolic-zero tangents.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxloss import _backend
+
 Axes = tuple[int, ...]
-Cost = Callable[[jax.Array, jax.Array, Any, Axes], jax.Array]  # the third: where, limits or options
+Forward = Callable[[jax.Array, jax.Array, Any, Axes], tuple[jax.Array, Any]]
+Seed = Callable[[Any, Axes], tuple[jax.Array, jax.Array | None]]
+Reference = Callable[[jax.Array, jax.Array, Any, Axes], jax.Array]
+
+VJP, JVP, REFERENCE = "jaxloss", "jaxloss.forward", "jaxloss.reference"
+_WAY = contextvars.ContextVar("jaxloss_way", default=VJP)
 
 
-class Core(NamedTuple):
-    """A cost given by its stable forward formula and its closed-form seed."""
+class Rule:
+    """One cost, differentiable in the three ways of the three namespaces."""
 
-    forward: Callable[[jax.Array, jax.Array, Any, Axes], tuple[jax.Array, Any]]
-    seed: Callable[[Any, Axes], tuple[jax.Array, jax.Array | None]]
+    def __init__(self, forward: Forward, seed: Seed, reference: Reference):
+        self.forward, self.seed, self.reference = forward, seed, reference
+        self.custom_vjp = _custom_vjp(forward, seed)
+        self.custom_jvp = _custom_jvp(forward, seed)
+
+    def __call__(self, x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
+        way = _WAY.get()
+        if way == REFERENCE:
+            return self.reference(x, y, aux, axes)
+        rule = self.custom_jvp if way == JVP else self.custom_vjp
+        return rule(x, y, aux, axes)
 
 
-def _primal(core: Core) -> Cost:
-    def cost(x: jax.Array, y: jax.Array, where: jax.Array | None, axes: Axes) -> jax.Array:
-        return core.forward(x, y, where, axes)[0]
+def in_namespace(cost: Callable[..., jax.Array], namespace: str) -> Callable[..., jax.Array]:
+    """The twin of the public ``cost`` in ``namespace``: same signature, checks and docstring."""
 
-    return cost
+    @functools.wraps(cost)
+    def twin(*args: Any, **kwargs: Any) -> jax.Array:
+        token = _WAY.set(namespace)
+        try:
+            return cost(*args, **kwargs)
+        finally:
+            _WAY.reset(token)
+
+    # The twin keeps the cost's module, so its examples run once, as the cost's doctest.
+    twin.__doc__ = f"{cost.__doc__}\n    {_NOTES[namespace]}\n"
+    return twin
 
 
-def custom_vjp_cost(core: Core) -> Cost:
-    """The cost with a reverse-mode rule built from ``core.seed``."""
-    cost = jax.custom_vjp(_primal(core), nondiff_argnums=(3,))
+_NOTES = {
+    JVP: "In :mod:`jaxloss.forward`: the same seed as a ``custom_jvp`` rule, for forward mode.",
+    REFERENCE: "In :mod:`jaxloss.reference`: the article's literal formula, differentiated by autodiff.",
+}
 
-    def fwd(x: jax.Array, y: jax.Array, where: jax.Array | None, axes: Axes) -> tuple[jax.Array, Any]:
-        return core.forward(x, y, where, axes)
+
+def _custom_vjp(forward: Forward, seed: Seed) -> Callable[..., jax.Array]:
+    def primal(x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
+        return forward(x, y, aux, axes)[0]
+
+    cost = jax.custom_vjp(primal, nondiff_argnums=(3,))
 
     def bwd(axes: Axes, residuals: Any, g: jax.Array) -> tuple[Any, ...]:
-        # The barrier keeps XLA from sharing the forward pass's exponentials with the backward
-        # pass: sharing writes them out as an array the size of the logits, and recomputing them
-        # inside the backward pass's single fused loop is cheaper than that.
-        residuals = jax.lax.optimization_barrier(residuals)
-        grad_x, grad_y = core.seed(residuals, axes)
+        grad_x, grad_y = seed(_backend.residual_barrier(residuals), axes)
         g = jnp.expand_dims(g, axes)
         return g * grad_x, None if grad_y is None else g * grad_y, None
 
-    cost.defvjp(fwd, bwd)
+    # fwd is the plain formula (never the custom_vjp function itself), so forward-over-reverse
+    # (jax.hessian) differentiates the plain formula and the seed.
+    cost.defvjp(forward, bwd)
     return cost
 
 
-def custom_jvp_cost(core: Core) -> Cost:
-    """The cost with a forward-mode rule built from ``core.seed``."""
-    cost = jax.custom_jvp(_primal(core), nondiff_argnums=(3,))
+def _custom_jvp(forward: Forward, seed: Seed) -> Callable[..., jax.Array]:
+    def primal(x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
+        return forward(x, y, aux, axes)[0]
+
+    cost = jax.custom_jvp(primal, nondiff_argnums=(3,))
 
     def jvp(axes: Axes, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[jax.Array, jax.Array]:
-        x, y, where = primals
-        loss, residuals = core.forward(x, y, where, axes)
-        # As in the reverse rule: the seed recomputes its exponentials rather than share them.
-        grads = core.seed(jax.lax.optimization_barrier(residuals), axes)
+        x, y, aux = primals
+        loss, residuals = forward(x, y, aux, axes)
+        grads = seed(_backend.residual_barrier(residuals), axes)
         tangent = jnp.zeros_like(loss)
         for grad, dot in zip(grads, tangents[:2], strict=True):
             if grad is None or isinstance(dot, jax.custom_derivatives.SymbolicZero):

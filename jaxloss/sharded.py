@@ -11,7 +11,7 @@ O(1) numbers and never the logits:
    the shards that hold it.
 
 From these the loss is formed as on one device, :math:`(M - z_l) + \\log1p(T)`, with the same
-exactness (``_stable``, ``_linear``). The backward pass needs no communication for the logits:
+exactness (``_stats``). The backward pass needs no communication for the logits:
 each device forms the seed :math:`e^{z - M}/S - \\text{onehot}` of its own classes. In
 ``linear_cross_entropy`` the gradient of the (replicated) hidden states is a sum over the
 shards, one ``psum`` of an ``(N, D)`` array, as in Megatron-LM.
@@ -23,25 +23,33 @@ Losses come back on every device of the axis, identical. The engine is JAX's own
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _linear, linear, seeds
+from jaxloss import _checks, _linear, _seeds, _stats
 
-__all__ = ["collectives", "linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
+__all__ = ["linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
 
 
-def _combine(stats: _linear.RowStats, axis_name: Any) -> _linear.RowStats:
-    """The statistics of the whole vocabulary from each shard's: one pmax and one psum."""
+def split_along(array: jax.Array, axis: int) -> bool:
+    """Whether ``array``'s type says that ``axis`` is split over mesh axes (explicit sharding).
+
+    The full-logit integer-label cost then reads the label's logit as a masked sum, which each
+    device reduces locally, instead of a gather, which would collect the logits first.
+    """
+    spec = getattr(getattr(jax.typeof(array), "sharding", None), "spec", None)
+    return spec is not None and len(spec) > axis and spec[axis] is not None
+
+
+def _combine(stats: _stats.LabelStats, axis_name: Any) -> _stats.LabelStats:
+    """The statistics of the whole vocabulary from each shard's: one ``pmax``, then one ``psum`` of the rest."""
     row_max = jax.lax.pmax(stats.max, axis_name)
-    shift_to = jnp.where(row_max == -jnp.inf, 0.0, row_max)
-    rescaled = stats.others * jnp.exp(stats.max - shift_to)
-    summed = jax.lax.psum(jnp.stack([rescaled, stats.label_logit, stats.has_label]), axis_name)
-    ones = jnp.ones_like(stats.label_weight)
-    return _linear.RowStats(row_max, summed[0], summed[1], summed[2], ones, jnp.zeros_like(ones), stats.seen_weight)
+    local = _stats.sums(_stats.relative_to(stats, row_max))
+    leaves, tree = jax.tree.flatten(local)
+    summed = jax.lax.psum(jnp.stack(leaves), axis_name)
+    return jax.tree.unflatten(tree, list(summed))._replace(max=row_max)
 
 
 def _shard_offset(local_classes: int, axis_name: Any) -> jax.Array:
@@ -51,25 +59,11 @@ def _shard_offset(local_classes: int, axis_name: Any) -> jax.Array:
 # --- logits split over the vocabulary ------------------------------------------------------------
 
 
-def _logits_stats(logits: jax.Array, labels: jax.Array) -> _linear.RowStats:
-    """One shard's statistics, with ``labels`` relative to its first class (rows, classes)."""
-    compute = logits.dtype
-    row_max = jnp.max(logits, axis=1)
-    shift_to = jnp.where(row_max == -jnp.inf, 0.0, row_max)
-    is_label = jax.lax.broadcasted_iota(labels.dtype, logits.shape, 1) == labels[:, None]
-    exps = jnp.exp(logits - shift_to[:, None])
-    others = jnp.sum(jnp.where(is_label, 0.0, exps), axis=1)
-    label_logit = jnp.sum(jnp.where(is_label, logits, 0.0), axis=1)
-    has_label = jnp.any(is_label, axis=1).astype(compute)
-    zeros = jnp.zeros_like(row_max)
-    return _linear.RowStats(row_max, others, label_logit, has_label, zeros, zeros, jnp.zeros((), compute))
-
-
 def _integer_forward(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> tuple[jax.Array, Any]:
-    local = labels - _shard_offset(logits.shape[1], axis_name)
-    stats = _combine(_logits_stats(logits, local), axis_name)
-    loss, totals = _linear.finish(stats, _linear.BlockOptions(None, None, None, None), 1)
-    return jnp.where(counts, loss, 0.0), (logits, local, counts, totals)
+    local = (labels - _shard_offset(logits.shape[1], axis_name))[:, None]
+    stats = _combine(_stats.label_stats(logits, local, 1, whole_row=False), axis_name)
+    loss, totals = _stats.label_loss(stats, None)
+    return jnp.where(counts, loss[:, 0], 0.0), (logits, local, counts, totals)
 
 
 def _integer_primal(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> jax.Array:
@@ -79,23 +73,15 @@ def _integer_primal(logits: jax.Array, labels: jax.Array, counts: jax.Array, axi
 _integer = jax.custom_vjp(_integer_primal, nondiff_argnums=(3,))
 
 
-def _integer_fwd(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> tuple[jax.Array, Any]:
-    return _integer_forward(logits, labels, counts, axis_name)
-
-
 def _integer_bwd(axis_name: Any, residuals: Any, cotangent: jax.Array) -> tuple[Any, None, None]:
     del axis_name  # no communication: each device's classes only
     logits, local, counts, totals = residuals
-    is_label = jax.lax.broadcasted_iota(local.dtype, logits.shape, 1) == local[:, None]
-    grad = seeds.integer_labels_block_grad_from_totals(
-        logits, is_label, totals.max, totals.total, totals.others, totals.lse, totals.label_weight,
-        _linear.BlockOptions(None, None, None, None), None, jnp.zeros(()), 1,
-    )  # fmt: skip
+    grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(logits, logits, local, totals, None, 1)
     row_cotangent = jnp.where(counts, cotangent, 0.0)
     return row_cotangent[:, None] * grad, None, None
 
 
-_integer.defvjp(_integer_fwd, _integer_bwd)
+_integer.defvjp(_integer_forward, _integer_bwd)
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -149,11 +135,10 @@ def softmax_cross_entropy_with_integer_labels(
 def _linear_forward(
     hidden: jax.Array, weight: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any, width: int
 ) -> tuple[jax.Array, Any]:
-    local = labels - _shard_offset(weight.shape[1], axis_name)
-    options = _linear.BlockOptions(None, None, None, None)
-    stats = _combine(_linear.local_stats(hidden, weight, None, local, options, width), axis_name)
-    loss, totals = _linear.finish(stats, options, 1)
-    return jnp.where(counts, loss, 0.0), (hidden, weight, local, counts, totals)
+    local = (labels - _shard_offset(weight.shape[1], axis_name))[:, None]
+    stats = _combine(_linear.local_stats(hidden, weight, None, local, None, width), axis_name)
+    loss, totals = _stats.label_loss(stats, None)
+    return jnp.where(counts, loss[:, 0], 0.0), (hidden, weight, local, counts, totals)
 
 
 def _linear_primal(
@@ -165,26 +150,17 @@ def _linear_primal(
 _linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(4, 5))
 
 
-def _linear_fwd(
-    hidden: jax.Array, weight: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any, width: int
-) -> tuple[jax.Array, Any]:
-    return _linear_forward(hidden, weight, labels, counts, axis_name, width)
-
-
 def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, Any, None, None]:
     hidden, weight, local, counts, totals = residuals
-    row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)
-    options = _linear.BlockOptions(None, None, None, None)
-    d_hidden, d_weight, _ = _linear.backward_blocks(
-        hidden, weight, None, local, options, totals, jnp.zeros(()), 1, row_cotangent, width
-    )
+    row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)[:, None]
+    d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, None, totals, row_cotangent, width)
     # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
     # axis (and over any other axis they are replicated on, as the weight is over a data axis).
     d_hidden = _linear.summed_like(d_hidden.astype(hidden.dtype), hidden)
     return d_hidden, _linear.summed_like(d_weight, weight), None, None
 
 
-_linear_rule.defvjp(_linear_fwd, _linear_bwd)
+_linear_rule.defvjp(_linear_forward, _linear_bwd)
 
 
 def linear_cross_entropy(
@@ -215,7 +191,7 @@ def linear_cross_entropy(
     Returns:
       The loss of each example, identical on every device of the axis.
     """
-    h, w, classes, _, mask = linear.validate(hidden, weight, labels, None, where, block_size)
+    h, w, classes, _, mask = _linear.validate(hidden, weight, labels, None, where, block_size)
     batch = h.shape[:-1]
     rows = math.prod(batch)
     counts = jnp.ones(batch, bool) if mask is None else mask
@@ -223,29 +199,3 @@ def linear_cross_entropy(
     width = _linear.block_columns(rows, w.shape[1], jnp.dtype(compute).itemsize, block_size)
     loss = _linear_rule(h.reshape(rows, h.shape[-1]), w, classes.reshape(rows), counts.reshape(rows), axis_name, width)
     return loss.reshape(batch)
-
-
-# --- what a compiled program communicates ----------------------------------------------------------
-
-_COLLECTIVE = re.compile(
-    r"= (\(?[^=]*?\)?) (all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)(?:-start)?\("
-)
-_ARRAY = re.compile(r"(pred|[suf]\d+|bf16)\[([\d,]*)\]")
-_BITS = {"pred": 8, "bf16": 16}
-
-
-def collectives(compiled_text: str) -> list[tuple[str, int, int]]:
-    """``(op, elements, bytes)`` of each collective in an optimised HLO module's text.
-
-    Use it on ``jax.jit(f).lower(*args).compile().as_text()``; the bytes are those of the
-    result on one device.
-    """
-    found = []
-    for match in _COLLECTIVE.finditer(compiled_text):
-        elements = bytes_ = 0
-        for kind, dims in _ARRAY.findall(match.group(1)):
-            count = math.prod(int(d) for d in dims.split(",") if d)
-            elements += count
-            bytes_ += count * _BITS.get(kind, int(kind[1:]) if kind[1:].isdigit() else 32) // 8
-        found.append((match.group(2), elements, bytes_))
-    return found

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
-from jaxloss import _precision
+from jaxloss.tools import precision as _precision
 
 EXAMPLES = 20  # per implementation; `jaxloss verify --full` scores 5600 random rows a dtype
 

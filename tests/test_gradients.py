@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 import jaxloss
 from jaxloss import seeds
-from jaxloss._api import NAMES
+from jaxloss._costs import NAMES
 
 RULES = {"jaxloss": jaxloss, "jaxloss.forward": jaxloss.forward}
 EVERY = {**RULES, "jaxloss.reference": jaxloss.reference}

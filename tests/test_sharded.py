@@ -14,6 +14,7 @@ from jax.sharding import PartitionSpec as P
 
 import jaxloss
 from jaxloss import sharded
+from jaxloss.tools import hlo
 
 N, D, V = 32, 8, 64  # 16 rows and 16 classes per device
 
@@ -44,7 +45,7 @@ COTANGENT = np.sin(np.arange(N)).astype(np.float32)  # each loss its own cotange
 
 def _collectives(compiled_text):
     """(op, element count) of every collective in an optimised HLO module."""
-    return [(op, elements) for op, elements, _ in sharded.collectives(compiled_text)]
+    return [(op, elements) for op, elements, _ in hlo.collectives(compiled_text)]
 
 
 def _sharded_integer(mesh):
@@ -162,4 +163,4 @@ def test_collectives_reads_shapes_and_bytes_from_hlo_text():
         "%c = s32[8,3]{1,0} all-gather(%w), dimensions={0}\n"
         "%d = f32[16]{0} add(%a, %a)\n"
     )
-    assert sharded.collectives(text) == [("all-reduce", 16, 64), ("all-reduce", 24, 80), ("all-gather", 24, 96)]
+    assert hlo.collectives(text) == [("all-reduce", 16, 64), ("all-reduce", 24, 80), ("all-gather", 24, 96)]

@@ -22,7 +22,7 @@ from jax.extend.core import Var
 from jax.test_util import check_grads
 
 import jaxloss
-from jaxloss._api import NAMES
+from jaxloss._costs import NAMES
 
 REFERENCE = jaxloss.reference
 FORWARD = jaxloss.forward

@@ -5,7 +5,7 @@ The floating inputs are taken as exact. Each function returns mpmath numbers (``
 one entry per class (or ``None`` for integer labels). The policies are those of the library:
 ``0 log 0 = 0``, ``-inf`` logits are masked classes (zero probability, zero gradient for the
 logit and its label), an all ``-inf`` row costs 0, ``+inf`` logits are taken as limits, and the
-probability clamp of ``_stable.clamp_probs``.
+probability clamp of ``_clamp.clamp_probs``.
 
 ``softmax_parts`` gives the exact differences ``z_j - max z`` and probabilities from which
 the verification allows for the rounding of those differences.

@@ -338,6 +338,7 @@ def sharded_communication(rows: int, dim: int, vocab: int) -> str:
     from jax.sharding import PartitionSpec as P
 
     from jaxloss import sharded
+    from jaxloss.tools import hlo
 
     count = len(jax.devices())
     if count < 4 or count % 2:
@@ -386,7 +387,7 @@ def sharded_communication(rows: int, dim: int, vocab: int) -> str:
         "bytes per device per step (value_and_grad), the means' scalars included in the measured column:",
     ]
     for name, text in measured.items():
-        found = sharded.collectives(str(text))
+        found = hlo.collectives(str(text))
         total = sum(b for _, _, b in found)
         largest = max((e for _, e, _ in found), default=0)
         words, value = formula[name]

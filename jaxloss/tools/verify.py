@@ -8,7 +8,7 @@ Two parts, on whatever backend JAX sees:
    row-wise relative difference of ``1e-5`` in float32 and ``1e-12`` in float64; and on rows
    scaled up to 3e38, ``-inf`` masks and probabilities of exactly 0 and 1, the rules return
    nothing non-finite where the exact result is finite.
-2. **precision** (see ``_precision``): every loss, gradient and label gradient of
+2. **precision** (see ``jaxloss.tools.precision``): every loss, gradient and label gradient of
    :mod:`jaxloss`, :mod:`jaxloss.forward`, :mod:`jaxloss.reference` and optax, in ulps of the
    exact value computed by mpmath, side by side. The rules must stay within 2 ulp (4 for
    soft-label sums over classes; soft-label logit gradients in units of eps·max(|a|, |y|);
@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from jaxloss import _precision, forward, reference
+from jaxloss import forward, reference
+from jaxloss.tools import precision as _precision
 
 NUM_CLASSES = 5
 ROWS = 64

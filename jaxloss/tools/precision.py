@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
 
-from jaxloss import _exact
+from jaxloss.tools import exact as _exact
 
 TARGET_ULPS = 2.0
 SUM_TARGET_ULPS = 4.0  # soft-label sums over classes

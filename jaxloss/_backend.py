@@ -1,0 +1,86 @@
+"""Named primitives that exist to steer XLA's CPU backend; each computes a plain mathematical value.
+
+The formulas of the costs call these instead of the obvious expression wherever the obvious
+expression makes XLA's CPU backend write out an array the size of the logits. The rules they
+serve, measured on XLA-CPU (jaxlib 0.8-0.10, 2-core x86-64):
+
+1. Its fused reduction kernel (YNNPACK) takes only arithmetic producers. A ``compare``, a
+   ``select``, a ``clamp``, or a constant or row broadcast that another fusion also uses, makes
+   it materialise the reduction's operand first: at 2048x32768 float32 that is 256 MB of
+   temporaries, and the sum of exponentials goes from 12 ms to about 40 ms.
+2. Its algebraic simplifier folds ``(1 + x) - 1`` to ``x`` when the 1 is a literal, which undoes a
+   compensated sum; it cannot fold a 1 that is computed from the data.
+3. It rewrites a division by a broadcast row value into a multiplication by the reciprocal,
+   which rounds twice.
+4. Without a barrier on the residuals, it shares the forward pass's exponentials with the
+   backward pass by writing them out; recomputing them inside the backward loop is cheaper.
+
+Each primitive below states which rule it serves. The figures that justify them are in the
+README's bench tables; ``tests/test_transforms.py`` checks the compiled temporaries of every cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def computed_one(x: jax.Array) -> jax.Array:
+    """1 of ``x``'s dtype (0 where ``x`` is NaN), computed from ``x`` so that XLA cannot fold it (rule 2)."""
+    return (x == x).astype(x.dtype)
+
+
+def twice_below_zero(x: jax.Array) -> jax.Array:
+    """The indicator ``2 [x < 0]`` (NaN stays NaN) with arithmetic only: ``sign(-x) + |sign(-x)|`` (rule 1)."""
+    sign = jnp.sign(-x)
+    return sign + jnp.abs(sign)
+
+
+def not_equal_indicator(x: jax.Array, y: jax.Array) -> jax.Array:
+    """The indicator ``[x != y]`` as ``|sign(x - y)|``, with arithmetic only (rule 1).
+
+    Exact for floats whose difference is exact, such as integer class ids below ``2**24``.
+    """
+    return jnp.abs(jnp.sign(x - y))
+
+
+def nonnegative_part(x: jax.Array) -> jax.Array:
+    """``max(x, 0)``, written ``max(x, -0.0)``: a literal 0 would be shared with the seeds (rule 1)."""
+    return jnp.maximum(x, -0.0)
+
+
+def times_infinity(value: jax.Array, weight: jax.Array) -> jax.Array:
+    """``value * weight`` for ``value`` in [0, +inf], with the limit ``inf * 0 = 0``, arithmetic only (rule 1).
+
+    The value is capped at the largest float, and the product scaled by the largest float again
+    where the value was ``+inf``: that overflows to ``sign(w) * inf`` for a normal ``w`` and
+    leaves ``0 * largest = 0``. The scale is a step function, so it carries no derivative.
+    """
+    largest = jnp.finfo(value.dtype).max
+    finite = jnp.minimum(value, largest)
+    scale = 2.0 * (0.5 + 0.5 * jax.lax.stop_gradient(jnp.minimum(value - finite, largest)))
+    return (finite * weight) * scale
+
+
+def divide_by_row(numerators: jax.Array, row_values: jax.Array) -> jax.Array:
+    """``numerators / row_values`` (a per-row value broadcast), correctly rounded (rule 3).
+
+    Adding ``0 * numerators`` gives the divisor the numerators' shape, which XLA does not rewrite
+    into a reciprocal; the addition is fused and costs nothing measurable.
+    """
+    return numerators / (row_values + 0.0 * numerators)
+
+
+def row_step(row_value: jax.Array, after: jax.Array) -> jax.Array:
+    """``row_value``, made to depend on ``after`` (a per-row value) so that XLA broadcasts it per row (rule 1).
+
+    Without it XLA hoists the broadcast of a row sum and writes it out at the full shape.
+    """
+    return row_value + 0.0 * after
+
+
+def residual_barrier(residuals: Any) -> Any:
+    """The residuals, behind an optimisation barrier, so the backward pass recomputes its exponentials (rule 4)."""
+    return jax.lax.optimization_barrier(residuals)

@@ -1,0 +1,27 @@
+"""The one list of the costs that every namespace holds, and the twins it makes of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+from jaxloss import _probability, _rules, _sigmoid, _softmax
+
+COSTS: tuple[Callable[..., jax.Array], ...] = (
+    _sigmoid.sigmoid_binary_cross_entropy,
+    _sigmoid.sigmoid_multilabel_cross_entropy,
+    _softmax.softmax_cross_entropy,
+    _softmax.safe_softmax_cross_entropy,
+    _softmax.softmax_cross_entropy_with_integer_labels,
+    _probability.binary_cross_entropy,
+    _probability.categorical_cross_entropy,
+    _probability.multilabel_cross_entropy,
+)
+
+NAMES: tuple[str, ...] = tuple(cost.__name__ for cost in COSTS)
+
+
+def twins(namespace: str) -> dict[str, Callable[..., jax.Array]]:
+    """Every cost of :data:`COSTS`, by name, as its twin in ``namespace``."""
+    return {cost.__name__: _rules.in_namespace(cost, namespace) for cost in COSTS}

@@ -1,0 +1,319 @@
+"""The softmax costs in logit space: cross-entropy with soft labels and with integer labels."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import _article, _backend, _checks, _options, _seeds, _stats, sharded
+from jaxloss._rules import Axes, Rule
+
+# --- soft labels: the forward formula --------------------------------------------------------------
+
+
+def _soft_loss(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Array, _stats.SoftmaxStats]:
+    """:math:`\\sum_j y_j (-\\log p_j) = 2 \\sum_j y_j (\\log S / 2 + (M - z_j)/2)`; ``0 log 0 = 0``.
+
+    Each term is non-negative for labels in [0, 1]; the halves keep :math:`M - z_j` from
+    overflowing for finite logits such as 3e38 and -3e38. The terms are arithmetic only
+    (``_backend``, rule 1), so the sum is one fused reduction. A term is infinite at a ``-inf``
+    logit, where :math:`(M - z)/2` is ``+inf``, and at every finite logit of a row whose maximum
+    is ``+inf``: there the shift is the largest float, which leaves :math:`(M - z)/2` at least
+    :math:`2^{103}` and 0 at the ``+inf`` logits, and a per-row factor of the largest float sends
+    the former to ``+inf``; ``times_infinity`` takes ``inf * 0`` as 0.
+    """
+    stats = _stats.softmax_stats(logits, axes)
+    largest = jnp.finfo(logits.dtype).max
+    half_shift = 0.5 * jnp.minimum(stats.max, largest)
+    # -0.0, not 0.0, in the per-row select: softmax_stats's 0.0 would be shared (rule 1).
+    row_scale = 1.0 + jnp.where(stats.max == jnp.inf, largest, -0.0)
+    half_gap = half_shift - 0.5 * jnp.minimum(logits, largest)  # (M - z)/2: +inf at a -inf logit
+    half_loss = 0.5 * _stats.log_total(stats) + half_gap * row_scale  # -log(p)/2, +inf where p = 0
+    loss = 2.0 * jnp.sum(_backend.times_infinity(half_loss, labels), axis=axes, keepdims=True)
+    loss = jnp.where(_stats.live_rows(stats.max), loss, 0.0)
+    return jnp.squeeze(loss, axes), stats
+
+
+def _soft_loss_with_options(
+    capped: jax.Array, labels: jax.Array, options: _options.SoftmaxOptions, axes: Axes
+) -> tuple[jax.Array, _stats.SoftmaxStats]:
+    """:math:`-\\sum_j y'_j \\log \\operatorname{softmax}(z')_j + \\alpha \\operatorname{lse}(z')^2`, capped logits."""
+    loss, stats = _soft_loss(capped, _options.option_labels(capped, labels, options, axes), axes)
+    if options.z_loss is not None:
+        penalty = options.z_loss * jnp.square(jnp.squeeze(_stats.log_sum_exp(stats), axes))
+        loss = loss + jnp.where(jnp.squeeze(_stats.live_rows(stats.max), axes), penalty, 0.0)
+    return loss, stats
+
+
+def _soft_forward(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    if options is None:
+        loss, stats = _soft_loss(logits, labels, axes)
+    else:
+        loss, stats = _soft_loss_with_options(_options.soft_cap(logits, options.cap), labels, options, axes)
+    return loss, (logits, labels, options, stats)
+
+
+def _soft_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    logits, labels, options, stats = residuals
+    if options is None:
+        return (
+            _seeds.softmax_cross_entropy_grad_from_stats(logits, labels, stats, axes),
+            _seeds.softmax_cross_entropy_labels_grad_from_stats(logits, stats),
+        )
+    capped = _options.soft_cap(logits, options.cap)
+    return _seeds.softmax_options_grads_from_stats(logits, capped, labels, options, stats, axes)
+
+
+_SOFT = Rule(_soft_forward, _soft_seed, _article.softmax_cross_entropy)
+
+
+# --- integer labels: the forward formula -----------------------------------------------------------
+
+
+class IntegerAux(NamedTuple):
+    """What the integer-label rule takes beside the logits and labels (not differentiated)."""
+
+    where: jax.Array | None  # the classes the normaliser keeps, the logits' shape
+    options: _options.SoftmaxOptions | None
+
+
+def _integer_forward(logits: jax.Array, labels: jax.Array, aux: IntegerAux, axes: Axes) -> tuple[jax.Array, Any]:
+    """:math:`\\operatorname{lse}(z) - z_l = (M - z_l) + \\log1p(T)`, from the label statistics of ``_stats``."""
+    (axis,) = axes
+    options = aux.options
+    capped = logits if options is None else _options.soft_cap(logits, options.cap)
+    index = jnp.expand_dims(labels, axis)
+    stats = _stats.label_stats(
+        capped,
+        index,
+        axis,
+        where=aux.where,
+        class_weights=None if options is None else options.weights,
+        smoothing=options is not None and options.smoothing is not None,
+        whole_row=not sharded.split_along(logits, axis),
+    )
+    loss, totals = _stats.label_loss(stats, options)
+    return jnp.squeeze(loss, axis), (logits, labels, aux, totals)
+
+
+def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
+    logits, labels, aux, totals = residuals
+    (axis,) = axes
+    options = aux.options
+    capped = logits if options is None else _options.soft_cap(logits, options.cap)
+    grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
+        logits,
+        capped,
+        jnp.expand_dims(labels, axis),
+        totals,
+        options,
+        axis,
+        where=aux.where,
+        class_weights=None if options is None else options.weights,
+    )
+    return grad, None
+
+
+_INTEGER = Rule(_integer_forward, _integer_seed, _article.softmax_cross_entropy_with_integer_labels)
+
+
+def _flatten_class_axes(array: jax.Array, axes: Axes) -> jax.Array:
+    batch = [d for d in range(array.ndim) if d not in axes]
+    moved = jnp.transpose(array, batch + list(axes))
+    return moved.reshape((*moved.shape[: len(batch)], -1))
+
+
+# --- the public costs ----------------------------------------------------------------------------
+
+
+def softmax_cross_entropy(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] = -1,
+    where: jax.typing.ArrayLike | None = None,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Softmax cross-entropy of logits and (soft) labels.
+
+    .. math::
+      \\ell(z, y) = -\\sum_j y_j \\log \\operatorname{softmax}(z)_j,
+      \\qquad \\frac{\\partial \\ell}{\\partial z} = a \\sum_p y_p - y
+
+    The article's multiclass cost with its softmax output. The seed is the general form: it is
+    :math:`a - y` only when the labels sum to one. ``0 log 0 = 0``, so a ``-inf`` logit with a
+    zero label is a masked class. The loss is within 4 ulp (a sum of rounded terms over the
+    classes), the gradient within 4 ulp of :math:`\\epsilon \\max(|a \\sum y|, |y|)`, allowing the
+    rounding of :math:`z - \\max z`; a confident row's :math:`p_l - 1` keeps its digits.
+
+    Args:
+      logits: floating logits with classes along ``axis``.
+      labels: per-class target weights, broadcastable with ``logits``.
+      axis: the class axis or axes; the article's classes-by-examples layout is ``axis=0``.
+      where: optional boolean mask, optax's meaning: with the shape of the logits it drops
+        classes (they get zero probability and a zero gradient); with the batch shape it drops
+        examples. A row with nothing kept costs 0.
+      label_smoothing: ε in [0, 1]: the labels become (1 - ε) y + ε/C, as in torch, where C
+        counts the classes in play (not ``-inf``, not dropped by ``where``).
+      weights: per-class weights with the shape of the class axes, ``(C,)``: the loss is
+        -Σ_j w_j y_j log p_j, as in torch.
+      z_loss: α ≥ 0: adds α logsumexp(z)² per example, as in PaLM.
+      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2.
+
+    Returns:
+      The loss of each example: the broadcast shape without ``axis``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[30.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+      >>> print(jaxloss.softmax_cross_entropy(logits, labels))
+      [1.8715246e-13 1.0986123e+00]
+      >>> print(jax.grad(lambda z: jaxloss.softmax_cross_entropy(z, labels).sum())(logits)[0])
+      [-1.8715246e-13  9.3576229e-14  9.3576229e-14]
+
+    References:
+      J. Lalin, "Feedforward Neural Networks in Depth, Part 3: Cost Functions" (2021), the
+      multiclass cost and dJ/dZ. ``optax.losses.softmax_cross_entropy``; torch's
+      ``cross_entropy`` (weights, label smoothing); PaLM (z-loss); Gemma 2 (soft cap).
+    """
+    z, y = _checks.floating_pair(logits, labels, "logits")
+    axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    options = _options.softmax_options(
+        z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+    mask = _checks.canonical_where(where, z.shape, axes)
+    if mask is not None:
+        z = jnp.where(mask, z, -jnp.inf)
+        y = jnp.where(mask, y, 0.0)
+    return _SOFT(z, y, options, axes)
+
+
+def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
+    """Softmax cross-entropy over the last axis, with ``0 log 0 = 0``.
+
+    optax's name for a softmax cross-entropy that treats ``-inf`` logits with zero labels as
+    contributing 0. Every jaxloss softmax cost already does, so this equals
+    ``softmax_cross_entropy(logits, labels)``.
+
+    Args:
+      logits: floating logits with classes on the last axis.
+      labels: per-class target weights, broadcastable with ``logits``.
+
+    Returns:
+      The loss of each example.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> print(jaxloss.safe_softmax_cross_entropy(jnp.array([0.0, -jnp.inf]), jnp.array([1.0, 0.0])))
+      0.0
+
+    References:
+      ``optax.losses.safe_softmax_cross_entropy``.
+    """
+    z, y = _checks.floating_pair(logits, labels, "logits")
+    return _SOFT(z, y, None, _checks.canonical_axes(-1, z.ndim, "logits"))
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] = -1,
+    where: jax.typing.ArrayLike | None = None,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Softmax cross-entropy of logits and integer class labels.
+
+    .. math::
+      \\ell(z, l) = \\operatorname{logsumexp}(z) - z_l,
+      \\qquad \\frac{\\partial \\ell}{\\partial z} = a - \\operatorname{onehot}(l)
+
+    Computed as :math:`(\\max z - z_l) + \\log1p(T)`, with :math:`R = \\sum_{j \\ne l} e^{z_j - \\max z}`
+    summed without the label and :math:`T = R` when the label is an arg-max, and the true-class
+    seed :math:`a_l - 1` as :math:`-R/S`: confident predictions keep their digits. The loss is
+    within 2 ulp and the gradient within 4 ulp, allowing the rounding of :math:`z - \\max z`.
+    Labels outside ``[0, C)`` give NaN. As in optax, ``where`` restricts the normaliser: a label
+    whose class is dropped still reads its logit (with or without options).
+
+    Args:
+      logits: floating logits with classes along ``axis``.
+      labels: integer class ids with the batch shape (``logits``' shape without ``axis``). With
+        a tuple ``axis``, a label is a flat index into the classes' slice, in C order.
+      axis: the class axis, or a tuple of axes.
+      where: optional boolean mask, optax's meaning: with the shape of the logits it drops
+        classes from the normaliser; with the batch shape it drops examples. A row with nothing
+        kept costs 0.
+      label_smoothing: ε in [0, 1]: the labels become (1 - ε) onehot(l) + ε/C, as in torch,
+        where C counts the classes in play (not ``-inf``, not dropped by ``where``).
+      weights: per-class weights with the shape of the class axes, ``(C,)`` (flattened with a
+        tuple ``axis``): the loss is -Σ_j w_j y_j log p_j, as in torch.
+      ignore_index: a label value (an int, such as torch's -100) whose examples cost 0 and get a
+        zero gradient, as if ``where`` dropped them.
+      z_loss: α ≥ 0: adds α logsumexp(z)² per example, as in PaLM.
+      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2.
+
+    Returns:
+      The loss of each example, with the batch shape.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits, labels = jnp.array([[30.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), jnp.array([0, 2])
+      >>> print(jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels))
+      [1.8715246e-13 1.0986123e+00]
+      >>> grad = jax.grad(lambda z: jaxloss.softmax_cross_entropy_with_integer_labels(z, labels).sum())(logits)
+      >>> print(grad[0])
+      [-1.8715246e-13  9.3576229e-14  9.3576229e-14]
+
+    References:
+      J. Lalin, "Feedforward Neural Networks in Depth, Part 3: Cost Functions" (2021), the
+      multiclass cost with one-hot Y. ``optax.losses.softmax_cross_entropy_with_integer_labels``;
+      torch's ``cross_entropy`` (weights, label smoothing, ``ignore_index``); PaLM (z-loss);
+      Gemma 2 (soft cap).
+    """
+    z = _checks.as_array(logits, "logits")
+    _checks.require_floating(z, "logits")
+    classes = _checks.as_array(labels, "labels")
+    _checks.require_integer(classes, "labels")
+    axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    mask = _checks.canonical_where(where, z.shape, axes)
+    batch_shape = tuple(n for d, n in enumerate(z.shape) if d not in axes)
+    try:
+        ok = tuple(np.broadcast_shapes(classes.shape, batch_shape)) == batch_shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`labels` with shape {classes.shape} must broadcast to the batch shape {batch_shape} "
+            f"of `logits` with shape {z.shape} and axis {axis!r}."
+        )
+    if len(axes) > 1:
+        z = _flatten_class_axes(z, axes)
+        mask = None if mask is None else _flatten_class_axes(mask, axes)
+        axes = (z.ndim - 1,)
+    z = z.astype(_checks.compute_dtype(z))
+    classes = jnp.broadcast_to(classes, batch_shape)
+    options = _options.softmax_options(
+        z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+    if ignore_index is not None:
+        _checks.require_python_int(ignore_index, "ignore_index")
+        counts = jnp.expand_dims(classes != ignore_index, axes)
+        mask = counts if mask is None else mask & counts
+        classes = jnp.where(classes != ignore_index, classes, 0)  # a dead row: its label must only be valid
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, z.shape)
+    return _INTEGER(z, classes, IntegerAux(mask, options), axes)
