@@ -398,6 +398,102 @@ def sharded_communication(rows: int, dim: int, vocab: int) -> str:
     return "\n".join(lines)
 
 
+# --- whole training steps ----------------------------------------------------------------------
+
+STEP_CLASSIFIER = (1024, 784, 512, 1000)  # batch, inputs, hidden units, classes
+STEP_LM_HEAD = (2048, 512, 32768)  # tokens, model width, vocabulary
+
+
+def _step_losses() -> dict[str, Callable[[jax.Array, jax.Array], jax.Array]]:
+    import optax
+
+    return {
+        "jaxloss": jaxloss.softmax_cross_entropy_with_integer_labels,
+        "optax": optax.losses.softmax_cross_entropy_with_integer_labels,
+    }
+
+
+def classifier_step_programs(dtype: Any) -> dict[str, Callable[[], Any]]:
+    """One adam step of a 784-512-1000 MLP on a batch of 1024, per loss; float32 master weights,
+    the forward pass in ``dtype``."""
+    import optax
+
+    batch, inputs, width, classes = STEP_CLASSIFIER
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(1), 4)
+    params = {
+        "w1": jax.random.normal(k1, (inputs, width)) / inputs**0.5,
+        "b1": jnp.zeros(width),
+        "w2": jax.random.normal(k2, (width, classes)) / width**0.5,
+        "b2": jnp.zeros(classes),
+    }
+    x = jax.random.normal(k3, (batch, inputs)).astype(dtype)
+    labels = jax.random.randint(k4, (batch,), 0, classes)
+    optimizer = optax.adam(1e-3)
+    state = optimizer.init(params)
+    programs: dict[str, Callable[[], Any]] = {}
+    for name, loss_fn in _step_losses().items():
+
+        def objective(p: Any, loss_fn: Callable[..., jax.Array] = loss_fn) -> jax.Array:
+            p = jax.tree.map(lambda a: a.astype(dtype), p)
+            hidden = jax.nn.relu(x @ p["w1"] + p["b1"])
+            return jnp.mean(loss_fn(hidden @ p["w2"] + p["b2"], labels))
+
+        def step(p: Any, s: Any, objective: Callable[[Any], jax.Array] = objective) -> Any:
+            loss, grads = jax.value_and_grad(objective)(p)
+            updates, s = optimizer.update(grads, s, p)
+            return optax.apply_updates(p, updates), s, loss
+
+        compiled = jax.jit(step).lower(params, state).compile()
+        programs[name] = functools.partial(compiled, params, state)
+    return programs
+
+
+def lm_head_step_programs(dtype: Any) -> dict[str, Callable[[], Any]]:
+    """value_and_grad of the mean loss w.r.t. hidden states and the output weight, per cost."""
+    rows, dim, vocab = STEP_LM_HEAD
+    hidden, weight, labels = _linear_inputs(rows, dim, vocab, dtype)
+    losses = _step_losses()
+    impls = {
+        "jaxloss fused": jaxloss.linear_cross_entropy,
+        "jaxloss": lambda h, w, ids: losses["jaxloss"](h @ w, ids),
+        "optax": lambda h, w, ids: losses["optax"](h @ w, ids),
+    }
+    programs: dict[str, Callable[[], Any]] = {}
+    for name, fn in impls.items():
+        program, _ = _linear_program(fn, hidden, weight, labels)
+        programs[name] = functools.partial(program, hidden, weight)
+    return programs
+
+
+def bench_steps(dtypes: Sequence[str], repeats: int) -> list[dict[str, Any]]:
+    """Median step times, interleaved per step and dtype, with optax's time over each."""
+    rows = []
+    for step_name, make in (
+        ("classifier step (adam, 1024 x 784-512-1000)", classifier_step_programs),
+        ("LM head v&g (N=2048, D=512, V=32768)", lm_head_step_programs),
+    ):
+        for dtype in dtypes:
+            print(f"  {step_name} {dtype} ...", file=sys.stderr, flush=True)
+            programs = make(jnp.dtype(dtype))
+            for run in programs.values():  # warm-up
+                jax.block_until_ready(run())
+            medians = _time_interleaved(programs, repeats)
+            for name, ms in medians.items():
+                rows.append(
+                    {"step": step_name, "dtype": dtype, "impl": name, "ms": ms, "optax/impl": medians["optax"] / ms}
+                )
+    return rows
+
+
+def format_steps(rows: Sequence[dict[str, Any]]) -> str:
+    """The step table."""
+    header = ("step", "dtype", "impl", "ms", "optax/impl")
+    lines = [(r["step"], r["dtype"], r["impl"], f"{r['ms']:.3g}", f"{r['optax/impl']:.2f}") for r in rows]
+    cells = [header, *lines]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
+
+
 def format_results(results: Sequence[Result]) -> str:
     """A table with, per size, each implementation's times, ratios and temporaries."""
     header = ("cost", "shape", "dtype", "impl", "v&g ms", "x roofline", "optax/impl", "loss ms", "temp MB")
@@ -442,6 +538,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="print the communication of the vocabulary-parallel costs (8 CPU devices on a CPU)",
     )
+    parser.add_argument(
+        "--steps",
+        action="store_true",
+        help="also time whole steps with jaxloss and optax: an MLP classifier's adam step and an LM output layer",
+    )
+    parser.add_argument("--steps-only", action="store_true", help="time the whole steps only")
     args = parser.parse_args(argv)
     if args.sharded:
         jax.config.update("jax_num_cpu_devices", 8)  # before the backend starts; CPU only
@@ -457,6 +559,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     results: list[Result] = []
+    step_rows: list[dict[str, Any]] = []
+    if args.steps or args.steps_only:
+        step_rows = bench_steps(dtypes, max(5, repeats))
+        print(format_steps(step_rows), flush=True)
+    if args.steps_only:
+        args.cost = ["none"]
     for case in CASES:
         if args.cost and case.cost not in args.cost:
             continue
@@ -470,7 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for dtype in dtypes:
                 print(f"  linear_cross_entropy {rows}x{dim}x{vocab} {dtype} ...", file=sys.stderr, flush=True)
                 results.extend(bench_linear(rows, dim, vocab, jnp.dtype(dtype), max(3, repeats // 3)))
-    print(format_results(results))
+    if results:
+        print(format_results(results))
     if args.memory_plot:
         rows, dim = FULL_LINEAR[0][:2]
         curves = linear_memory(rows, dim, MEMORY_VOCABS)
@@ -485,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "backend": jax.default_backend(),
                     "device": device.device_kind,
                     "results": [asdict(r) for r in results],
+                    "steps": step_rows,
                 },
                 f,
                 indent=1,

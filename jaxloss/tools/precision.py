@@ -31,8 +31,12 @@ import numpy as np
 
 from jaxloss.tools import exact as _exact
 
-TARGET_ULPS = 2.0
-SUM_TARGET_ULPS = 4.0  # soft-label sums over classes
+TARGET_ULPS = 2.0  # losses
+SUM_TARGET_ULPS = 4.0  # losses that are soft-label sums over classes: C rounded terms
+# Gradient elements: a softmax probability e/S is rounded three times (e, S and the quotient),
+# which reaches 2.5 ulp even with a correctly rounded exp and sum, and S carries the rounding
+# of its summation; 4 ulp bounds it on rows of up to 128 classes.
+GRAD_TARGET_ULPS = 4.0
 
 
 @dataclass(frozen=True)
