@@ -39,11 +39,14 @@ def twice_below_zero(x: jax.Array) -> jax.Array:
 
 
 def not_equal_indicator(x: jax.Array, y: jax.Array) -> jax.Array:
-    """The indicator ``[x != y]`` as ``|sign(x - y)|``, with arithmetic only (rule 1).
+    """The indicator ``[x != y]`` for integer-valued floats, as ``min((x - y)^2, 1)``: arithmetic only (rule 1).
 
-    Exact for floats whose difference is exact, such as integer class ids below ``2**24``.
+    Exact wherever ``x - y`` is: class ids below ``2**24`` in float32. Measured at 2048x32768
+    float32, a sum of ``exp(z - M)`` takes 43 ms alone, 58 ms times this indicator, 72 ms times
+    ``min(|x - y|, 1)``, 106 ms times ``|sign(x - y)|`` and 186 ms with ``where(x == y, 0, .)``.
     """
-    return jnp.abs(jnp.sign(x - y))
+    diff = x - y
+    return jnp.minimum(diff * diff, 1.0)
 
 
 def nonnegative_part(x: jax.Array) -> jax.Array:
