@@ -49,6 +49,20 @@ def not_equal_indicator(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.minimum(diff * diff, 1.0)
 
 
+def complement(x: jax.Array) -> jax.Array:
+    """``1 - x``, rounded once, written ``2 (1/2 - x/2)``: a literal 1 would be shared with the seeds (rule 1)."""
+    return 2.0 * (0.5 - 0.5 * x)
+
+
+def row_select(condition: jax.Array, value: jax.Array) -> jax.Array:
+    """``value`` where a per-row ``condition`` holds, else 0, written with ``-0.0``.
+
+    A ``0.0`` would be CSE-shared with another fusion's select, and the shared broadcast written
+    out at the logits' size (rule 1).
+    """
+    return jnp.where(condition, value, -0.0)
+
+
 def nonnegative_part(x: jax.Array) -> jax.Array:
     """``max(x, 0)``, written ``max(x, -0.0)``: a literal 0 would be shared with the seeds (rule 1)."""
     return jnp.maximum(x, -0.0)

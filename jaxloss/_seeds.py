@@ -4,14 +4,7 @@ Each function returns the gradient of the **per-example** cost with respect to i
 argument, or, for the ``*_labels_grad`` functions, with respect to the labels. The article's
 cost ``J`` is the mean over the ``m`` examples, so its seeds are these divided by ``m``.
 
-================================  ===============================  ===========================
-cost                              seed, per example                article
-================================  ===============================  ===========================
-sigmoid, logit space              :math:`\\sigma(z) - y`            dJ/dZ = (A - Y)/m
-softmax, logit space              :math:`a \\sum_p y_p - y`         dJ/dZ = (a sum(y) - y)/m
-sigmoid, probability space        :math:`(a - y) / (a (1 - a))`    dJ/dA
-softmax, probability space        :math:`-y / a`                   dJ/dA = -(1/m) y/a
-================================  ===============================  ===========================
+The table of the seeds and the article's equations is in :mod:`jaxloss.seeds`.
 
 Each function takes what the forward pass has already computed (the inputs, the row statistics
 of ``_stats``). The custom rules of :mod:`jaxloss` (``custom_vjp``) and :mod:`jaxloss.forward`

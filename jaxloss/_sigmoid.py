@@ -24,7 +24,7 @@ def _loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     magnitude = jnp.abs(logits)
     finite = jnp.sign(logits) * jnp.minimum(magnitude, largest)  # +-inf -> +-largest
     positive, negative = _backend.nonnegative_part(finite), _backend.nonnegative_part(-finite)
-    other = 2.0 * (0.5 - 0.5 * labels)  # 1 - y, rounded once, without a literal 1 (rule 1)
+    other = _backend.complement(labels)  # 1 - y
     linear = _times_label(positive, logits, other) + _times_label(negative, -logits, labels)
     return linear + _compensated.log1p(jnp.exp(-magnitude))
 

@@ -28,8 +28,7 @@ def _soft_loss(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Ar
     stats = _stats.softmax_stats(logits, axes)
     largest = jnp.finfo(logits.dtype).max
     half_shift = 0.5 * jnp.minimum(stats.max, largest)
-    # -0.0, not 0.0, in the per-row select: softmax_stats's 0.0 would be shared (rule 1).
-    row_scale = 1.0 + jnp.where(stats.max == jnp.inf, largest, -0.0)
+    row_scale = 1.0 + _backend.row_select(stats.max == jnp.inf, largest)
     half_gap = half_shift - 0.5 * jnp.minimum(logits, largest)  # (M - z)/2: +inf at a -inf logit
     half_loss = 0.5 * _stats.log_total(stats) + half_gap * row_scale  # -log(p)/2, +inf where p = 0
     loss = 2.0 * jnp.sum(_backend.times_infinity(half_loss, labels), axis=axes, keepdims=True)

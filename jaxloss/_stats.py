@@ -40,7 +40,7 @@ def shifted_logits(logits: jax.Array, row_max: jax.Array) -> jax.Array:
     """
     largest = jnp.finfo(logits.dtype).max
     finite_max = jnp.minimum(row_max, largest)
-    extra = jnp.where(row_max == jnp.inf, largest, -0.0)  # per row
+    extra = _backend.row_select(row_max == jnp.inf, largest)
     return jnp.minimum((logits - finite_max) - extra, -0.0)
 
 
