@@ -13,8 +13,9 @@ Two parts, on whatever backend JAX sees:
    exact value computed by mpmath, side by side. The rules must keep losses within 2 ulp (4
    for soft-label sums over classes) and gradient elements within 4 ulp (a probability e/S is
    rounded three times; soft-label logit gradients in units of eps·max(|a|, |y|)), beyond what
-   rounding z − max z costs, with zero non-finite results where the exact one is finite. bfloat16 and float16 (``--full``): the float32 loss within 2
-   float32 ulp and the gradient within 1 ulp of the input dtype.
+   rounding z − max z costs, with zero non-finite results where the exact one is finite.
+   bfloat16 and float16 (``--full``): the float32 loss within 2 float32 ulp and the gradient
+   within 1 ulp of the input dtype.
 
 It prints both tables, writes ``--json`` and ``--plot``, and exits non-zero on any failure.
 """
