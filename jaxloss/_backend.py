@@ -54,7 +54,7 @@ def complement(x: jax.Array) -> jax.Array:
     return 2.0 * (0.5 - 0.5 * x)
 
 
-def row_select(condition: jax.Array, value: jax.Array) -> jax.Array:
+def row_select(condition: jax.Array, value: jax.typing.ArrayLike) -> jax.Array:
     """``value`` where a per-row ``condition`` holds, else 0, written with ``-0.0``.
 
     A ``0.0`` would be CSE-shared with another fusion's select, and the shared broadcast written
