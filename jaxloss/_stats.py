@@ -87,7 +87,7 @@ def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
 
 def log_total(stats: SoftmaxStats) -> jax.Array:
     """:math:`\\log S = \\log1p(T)`, per row."""
-    return _compensated.log1p(stats.rest)
+    return _compensated.log1p_row(stats.rest)
 
 
 def log_sum_exp(stats: SoftmaxStats) -> jax.Array:
@@ -250,7 +250,7 @@ def label_loss(stats: LabelStats, options: Any) -> tuple[jax.Array, LabelTotals]
     label_term = label_kept * jnp.exp(stats.label_logit - jnp.where(stats.max == -jnp.inf, 0.0, stats.max))
     label_is_max = (stats.label_logit == stats.max) & (label_kept == 1.0)
     rest = jnp.where(label_is_max, stats.others, (stats.others + label_term) - 1.0)
-    log_total = _compensated.log1p(rest)
+    log_total = _compensated.log1p_row(rest)
     nll = jnp.where(stats.label_logit == stats.max, 0.0, stats.max - stats.label_logit) + log_total
     loss = nll
     if options is not None:
