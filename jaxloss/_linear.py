@@ -337,6 +337,13 @@ def linear_cross_entropy(
 
     Returns:
       The loss of each example, with the batch shape, in float32 (float64 for float64 inputs).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> hidden, weight = jnp.ones((2, 3)), jnp.zeros((3, 4))
+      >>> print(jaxloss.linear_cross_entropy(hidden, weight, jnp.array([0, 3])))  # log 4 each
+      [1.3862944 1.3862944]
     """
     h, w, classes, b, mask = validate(hidden, weight, labels, bias, where, block_size)
     compute = compute_dtype(h, w)

@@ -85,7 +85,14 @@ def sigmoid_binary_cross_entropy_grad(
 def sigmoid_binary_cross_entropy_labels_grad(
     logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, **options: Any
 ) -> jax.Array:
-    """dJ/dY of the sigmoid cost, per example: :math:`-z`."""
+    """dJ/dY of the sigmoid cost, per example: :math:`-z`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.sigmoid_binary_cross_entropy_labels_grad(jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0])))
+      [-2.  1.]
+    """
     return _seed_of(_sigmoid.sigmoid_binary_cross_entropy, 1, (logits, labels), options)
 
 
@@ -96,7 +103,14 @@ def sigmoid_multilabel_cross_entropy_grad(
     where: jax.typing.ArrayLike | None = None,
     **options: Any,
 ) -> jax.Array:
-    """dJ/dZ of the multi-label cost: label by label, the sigmoid seed :math:`\\sigma(z) - y` (0 where dropped)."""
+    """dJ/dZ of the multi-label cost: label by label, the sigmoid seed :math:`\\sigma(z) - y` (0 where dropped).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.sigmoid_multilabel_cross_entropy_grad(jnp.array([[0.0, 0.0]]), jnp.array([[1.0, 0.0]])))
+      [[-0.5  0.5]]
+    """
     return _seed_of(_sigmoid.sigmoid_multilabel_cross_entropy, 0, (logits, labels, axis, where), options)
 
 
@@ -131,7 +145,14 @@ def softmax_cross_entropy_labels_grad(
     where: jax.typing.ArrayLike | None = None,
     **options: Any,
 ) -> jax.Array:
-    """dJ/dY of the softmax cost, per example: :math:`-\\log a` (0 at a masked class)."""
+    """dJ/dY of the softmax cost, per example: :math:`-\\log a` (0 at a masked class).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.softmax_cross_entropy_labels_grad(jnp.zeros(2), jnp.array([1.0, 0.0])))
+      [0.6931472 0.6931472]
+    """
     return _seed_of(_softmax.softmax_cross_entropy, 1, (logits, labels, axis, where), options)
 
 
@@ -172,7 +193,14 @@ def binary_cross_entropy_grad(probs: jax.typing.ArrayLike, labels: jax.typing.Ar
 
 
 def binary_cross_entropy_labels_grad(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
-    """dJ/dY of the binary cost, per example: :math:`\\log(1-a) - \\log a`."""
+    """dJ/dY of the binary cost, per example: :math:`\\log(1-a) - \\log a`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.binary_cross_entropy_labels_grad(jnp.array([0.25, 0.5]), jnp.array([1.0, 0.0])))
+      [1.0986123 0.       ]
+    """
     return _seed_of(_probability.binary_cross_entropy, 1, (probs, labels), {})
 
 
@@ -182,7 +210,14 @@ def multilabel_cross_entropy_grad(
     axis: int | tuple[int, ...] = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
-    """dJ/dA of the multi-label cost: label by label, the binary seed (0 where dropped)."""
+    """dJ/dA of the multi-label cost: label by label, the binary seed (0 where dropped).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.multilabel_cross_entropy_grad(jnp.array([[0.25, 0.5]]), jnp.array([[1.0, 0.0]])))
+      [[-4.  2.]]
+    """
     return _seed_of(_probability.multilabel_cross_entropy, 0, (probs, labels, axis, where), {})
 
 
@@ -209,7 +244,14 @@ def categorical_cross_entropy_labels_grad(
     axis: int | tuple[int, ...] = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
-    """dJ/dY of the categorical cost, per example: :math:`-\\log a`."""
+    """dJ/dY of the categorical cost, per example: :math:`-\\log a`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.categorical_cross_entropy_labels_grad(jnp.array([0.25, 0.75]), jnp.array([1.0, 0.0])))
+      [1.3862944 0.2876821]
+    """
     return _seed_of(_probability.categorical_cross_entropy, 1, (probs, labels, axis, where), {})
 
 

@@ -107,6 +107,18 @@ def softmax_cross_entropy_with_integer_labels(
 
     Returns:
       The loss of each example, identical on every device of the axis.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jax.sharding import NamedSharding, PartitionSpec as P
+      >>> import jaxloss
+      >>> mesh = jax.make_mesh((1,), ("vocab",))
+      >>> logits = jax.device_put(jnp.zeros((2, 4)), NamedSharding(mesh, P(None, "vocab")))
+      >>> cost = jax.shard_map(
+      ...     lambda z, y: jaxloss.sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="vocab"),
+      ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P())
+      >>> print(cost(logits, jnp.array([0, 3])))
+      [1.3862944 1.3862944]
     """
     z = _checks.as_array(logits, "logits")
     _checks.require_floating(z, "logits")
@@ -190,6 +202,18 @@ def linear_cross_entropy(
 
     Returns:
       The loss of each example, identical on every device of the axis.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jax.sharding import NamedSharding, PartitionSpec as P
+      >>> import jaxloss
+      >>> mesh = jax.make_mesh((1,), ("vocab",))
+      >>> weight = jax.device_put(jnp.zeros((3, 4)), NamedSharding(mesh, P(None, "vocab")))
+      >>> cost = jax.shard_map(
+      ...     lambda h, w, y: jaxloss.sharded.linear_cross_entropy(h, w, y, axis_name="vocab"),
+      ...     mesh=mesh, in_specs=(P(), P(None, "vocab"), P()), out_specs=P())
+      >>> print(cost(jnp.ones((2, 3)), weight, jnp.array([0, 3])))
+      [1.3862944 1.3862944]
     """
     h, w, classes, _, mask = _linear.validate(hidden, weight, labels, None, where, block_size)
     batch = h.shape[:-1]
