@@ -46,10 +46,12 @@ _WAY = contextvars.ContextVar("jaxloss_way", default=VJP)
 class Rule:
     """One cost, differentiable in the three ways of the three namespaces."""
 
-    def __init__(self, forward: Forward, seed: Seed, reference: Reference):
+    def __init__(self, forward: Forward, seed: Seed, reference: Reference, *, barrier: bool = True):
         self.forward, self.seed, self.reference = forward, seed, reference
-        self.custom_vjp = _custom_vjp(forward, seed)
-        self.custom_jvp = _custom_jvp(forward, seed)
+        # Whether the seed recomputes from the residuals behind ``_backend.residual_barrier``.
+        guard = _backend.residual_barrier if barrier else _unguarded
+        self.custom_vjp = _custom_vjp(forward, seed, guard)
+        self.custom_jvp = _custom_jvp(forward, seed, guard)
 
     def __call__(self, x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
         way = _WAY.get()
@@ -81,14 +83,18 @@ _NOTES = {
 }
 
 
-def _custom_vjp(forward: Forward, seed: Seed) -> Callable[..., jax.Array]:
+def _unguarded(residuals: Any) -> Any:
+    return residuals
+
+
+def _custom_vjp(forward: Forward, seed: Seed, guard: Callable[[Any], Any]) -> Callable[..., jax.Array]:
     def primal(x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
         return forward(x, y, aux, axes)[0]
 
     cost = jax.custom_vjp(primal, nondiff_argnums=(3,))
 
     def bwd(axes: Axes, residuals: Any, g: jax.Array) -> tuple[Any, ...]:
-        grad_x, grad_y = seed(_backend.residual_barrier(residuals), axes)
+        grad_x, grad_y = seed(guard(residuals), axes)
         g = jnp.expand_dims(g, axes)
         return g * grad_x, None if grad_y is None else g * grad_y, None
 
@@ -98,7 +104,7 @@ def _custom_vjp(forward: Forward, seed: Seed) -> Callable[..., jax.Array]:
     return cost
 
 
-def _custom_jvp(forward: Forward, seed: Seed) -> Callable[..., jax.Array]:
+def _custom_jvp(forward: Forward, seed: Seed, guard: Callable[[Any], Any]) -> Callable[..., jax.Array]:
     def primal(x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
         return forward(x, y, aux, axes)[0]
 
@@ -107,7 +113,7 @@ def _custom_jvp(forward: Forward, seed: Seed) -> Callable[..., jax.Array]:
     def jvp(axes: Axes, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[jax.Array, jax.Array]:
         x, y, aux = primals
         loss, residuals = forward(x, y, aux, axes)
-        grads = seed(_backend.residual_barrier(residuals), axes)
+        grads = seed(guard(residuals), axes)
         tangent = jnp.zeros_like(loss)
         for grad, dot in zip(grads, tangents[:2], strict=True):
             if grad is None or isinstance(dot, jax.custom_derivatives.SymbolicZero):

@@ -116,7 +116,9 @@ def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
     return grad, None
 
 
-_INTEGER = Rule(_integer_forward, _integer_seed, _article.softmax_cross_entropy_with_integer_labels)
+# Without the residual barrier (``_backend``, rule 4): XLA then fuses the seed's exponentials
+# with the forward pass's row statistics and writes no logits-sized temporary.
+_INTEGER = Rule(_integer_forward, _integer_seed, _article.softmax_cross_entropy_with_integer_labels, barrier=False)
 
 
 def _flatten_class_axes(array: jax.Array, axes: Axes) -> jax.Array:

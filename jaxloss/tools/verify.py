@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -142,11 +142,11 @@ def _inputs(case: Case, rng: np.random.Generator, regime: str) -> tuple[np.ndarr
 def _evaluate(fn: Callable[..., jax.Array], case: Case, x: jax.Array, y: jax.Array) -> tuple[np.ndarray, ...]:
     kwargs = dict(case.kwargs)
 
-    def total(*args: jax.Array) -> jax.Array:
-        return jnp.sum(fn(*args, **kwargs))
+    def total(*args: jax.Array) -> tuple[jax.Array, jax.Array]:
+        loss = fn(*args, **kwargs)
+        return jnp.sum(loss), loss
 
-    loss = jax.jit(lambda a, b: fn(a, b, **kwargs))(x, y)
-    grads = jax.jit(jax.grad(total, argnums=case.argnums))(x, y)
+    grads, loss = jax.jit(jax.grad(total, argnums=case.argnums, has_aux=True))(x, y)
     return (np.asarray(loss, np.float64), *(np.asarray(g, np.float64) for g in grads))
 
 
@@ -182,13 +182,15 @@ def _unexpected_nonfinite(results: Sequence[np.ndarray], wide: Sequence[np.ndarr
     return int(sum(np.sum(~np.isfinite(r) & (np.abs(w) <= largest)) for r, w in zip(results, wide, strict=True)))
 
 
-def run(dtypes: Sequence[str] = ("float32", "float64"), seed: int = 0) -> list[Row]:
-    """Runs both sweeps for every case, implementation and dtype."""
+def run(
+    dtypes: Sequence[str] = ("float32", "float64"), seed: int = 0, costs: Collection[str] | None = None
+) -> list[Row]:
+    """Runs both sweeps for every case (of ``costs`` if given), implementation and dtype."""
     rows = []
     for dtype_name in dtypes:
         with jax.enable_x64(dtype_name == "float64"):
             dtype = jnp.dtype(dtype_name)
-            for case in CASES:
+            for case in (c for c in CASES if costs is None or c.name in costs):
                 rng = np.random.default_rng(seed)
                 data = {regime: _inputs(case, rng, regime) for regime in ("agreement", "stability")}
                 arrays = {
@@ -297,9 +299,11 @@ class PrecisionRow:
     ok: bool
 
 
-def run_precision(dtypes: Sequence[str], points: int, fuzz: int = 0, seed: int = 0) -> tuple[list[PrecisionRow], dict]:
+def run_precision(
+    dtypes: Sequence[str], points: int, fuzz: int = 0, seed: int = 0, costs: Collection[str] | None = None
+) -> tuple[list[PrecisionRow], dict]:
     """Scores every implementation against mpmath on the sweeps and on ``fuzz`` random rows per
-    dtype; returns the rows and per-row errors for plots."""
+    dtype (of ``costs`` if given); returns the rows and per-row errors for plots."""
     rows: list[PrecisionRow] = []
     curves: dict[str, dict[str, Any]] = {}
     for dtype_name in dtypes:
@@ -308,8 +312,8 @@ def run_precision(dtypes: Sequence[str], points: int, fuzz: int = 0, seed: int =
             low = jnp.finfo(dtype).bits < 32
             loss_dtype = jnp.float32 if low else dtype
             grad_target = 1.0 if low else _precision.GRAD_TARGET_ULPS
-            tagged = [(s, s.labels) for s in _precision.sweeps(dtype, points, seed)]
-            tagged += [(s, f"{s.labels}, random") for s in _precision.fuzz_sweeps(fuzz, dtype, seed)]
+            tagged = [(s, s.labels) for s in _precision.sweeps(dtype, points, seed, costs)]
+            tagged += [(s, f"{s.labels}, random") for s in _precision.fuzz_sweeps(fuzz, dtype, seed, costs)]
             for sweep, label_name in tagged:
                 scores: dict[str, dict[str, Any] | None] = {}
                 for name, fn in _precision_implementations(sweep.cost).items():
@@ -430,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="more points, and bfloat16 and float16 too")
     parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16", "all"), default="all")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cost", action="append", choices=sorted({c.name for c in CASES}), help="only these costs (repeatable)"
+    )
     args = parser.parse_args(argv)
     every = ("float32", "float64", "bfloat16", "float16") if args.full else ("float32", "float64")
     dtypes = every if args.dtype == "all" else (args.dtype,)
@@ -441,13 +448,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n1. agreement with jax.grad of jaxloss.reference: {ROWS}x{NUM_CLASSES} random inputs, "
         f"row-wise tolerance {TOLERANCE}; stability rows scaled {SCALES[0]:g}..{SCALES[-1]:g}"
     )
-    rows = run(agreement_dtypes, args.seed)
+    rows = run(agreement_dtypes, args.seed, args.cost)
     print(format_table(rows))
     print(
         f"\n2. precision against mpmath, {points} points a sweep and {fuzz} random rows a dtype: worst error "
         "in ulps as loss/gradient/label gradient; nf = non-finite where the exact result is finite"
     )
-    precision_rows, curves = run_precision(dtypes, points, fuzz, args.seed)
+    precision_rows, curves = run_precision(dtypes, points, fuzz, args.seed, args.cost)
     precision_rows = _merge(precision_rows)
     print(format_precision_table(precision_rows))
     failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
