@@ -349,23 +349,37 @@ class Score:
 
 def evaluate(fn: Callable[..., jax.Array], sweep: Sweep, dtype: Any) -> tuple[np.ndarray, ...]:
     """Loss, input gradient and (floating labels) label gradient of ``fn`` on ``sweep``."""
+    return evaluate_many({"fn": fn}, sweep, dtype)["fn"]
+
+
+def evaluate_many(
+    fns: dict[str, Callable[..., jax.Array]], sweep: Sweep, dtype: Any
+) -> dict[str, tuple[np.ndarray, ...]]:
+    """:func:`evaluate` for several implementations at once: one compiled program, which
+    compiles in about half the time of one program each."""
     x = jnp.asarray(sweep.inputs, dtype)
     integer = sweep.labels == "integer"
     y = jnp.asarray(sweep.targets, jnp.int32 if integer else dtype)
     argnums = (0,) if integer else (0, 1)
 
-    def total(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-        loss = fn(a, b)
-        return jnp.sum(loss.astype(jnp.float32 if loss.dtype != jnp.float64 else loss.dtype)), loss
+    def wide(a: jax.Array) -> np.ndarray:
+        return np.asarray(a.astype(jnp.float32 if a.dtype != jnp.float64 else jnp.float64), np.float64)
 
-    grads, loss = jax.jit(jax.grad(total, argnums=argnums, has_aux=True))(x, y)
-    out = [
-        np.asarray(loss, np.float64),
-        np.asarray(grads[0].astype(np.float32 if grads[0].dtype != jnp.float64 else jnp.float64), np.float64),
-    ]
-    if not integer:
-        out.append(np.asarray(grads[1].astype(jnp.float32 if grads[1].dtype != jnp.float64 else jnp.float64)))
-    return tuple(out)
+    def all_grads(a: jax.Array, b: jax.Array) -> dict[str, Any]:
+        out = {}
+        for name, fn in fns.items():
+
+            def total(a: jax.Array, b: jax.Array, fn: Callable[..., jax.Array] = fn) -> tuple[jax.Array, jax.Array]:
+                loss = fn(a, b)
+                return jnp.sum(loss.astype(jnp.float32 if loss.dtype != jnp.float64 else loss.dtype)), loss
+
+            out[name] = jax.grad(total, argnums=argnums, has_aux=True)(a, b)
+        return out
+
+    results = {}
+    for name, (grads, loss) in jax.jit(all_grads)(x, y).items():
+        results[name] = (np.asarray(loss, np.float64), *(wide(g) for g in grads))
+    return results
 
 
 def score(results: tuple[np.ndarray, ...], sweep: Sweep, loss_dtype: Any, grad_dtype: Any) -> Score:
