@@ -5,7 +5,28 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-USAGE = "usage: jaxloss {verify,bench} [options]   (jaxloss verify --help, jaxloss bench --help)"
+USAGE = """usage: jaxloss {verify,bench} [options]
+       jaxloss --version
+
+commands:
+  verify   check every closed-form rule against jax.grad of the article's formulas and against
+           mpmath, in ulps; exits non-zero on any failure (jaxloss verify --help)
+  bench    time value_and_grad and whole training steps side by side with optax, with ratios
+           and temporary memory (jaxloss bench --help)
+
+options:
+  -h, --help  show this message
+  --version   print the versions of jaxloss, jax and jaxlib"""
+
+
+def versions() -> str:
+    """The versions of jaxloss, jax and jaxlib, on one line."""
+    import jax
+    import jaxlib
+
+    import jaxloss
+
+    return f"jaxloss {jaxloss.__version__} (jax {jax.__version__}, jaxlib {jaxlib.__version__})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
+    if args[0] == "--version":
+        print(versions())
+        return 0
     command, rest = args[0], args[1:]
     if command == "verify":
         from jaxloss.tools import verify

@@ -31,6 +31,37 @@ def require_integer(array: jax.Array, name: str) -> None:
         raise TypeError(f"`{name}` must have an integer dtype, got {array.dtype} with shape {array.shape}.")
 
 
+def class_ids(labels: jax.typing.ArrayLike, name: str = "labels") -> jax.Array:
+    """Integer class labels as int32 (int64 under x64 when they are 64-bit), or ``TypeError``.
+
+    The costs compare labels with class indices and count classes in the labels' dtype, so a
+    narrow dtype would wrap: a uint8 label with 259 classes. Labels are widened first. A
+    concrete 64-bit label outside the int32 range without x64 becomes -1, outside every class
+    (so it gives NaN, the convention for labels out of range) instead of wrapping to a valid one.
+    """
+    if isinstance(labels, (np.ndarray, np.generic, int, list, tuple)) and not isinstance(labels, bool):
+        host = np.asarray(labels)
+        if host.dtype.kind in "iu" and host.dtype.itemsize >= 4 and not jax.config.read("jax_enable_x64"):
+            info = np.iinfo(np.int32)
+            labels = np.where((host < info.min) | (host > info.max), -1, host).astype(np.int32)
+    ids = as_array(labels, name)
+    require_integer(ids, name)
+    wide = jnp.dtype(jnp.int64) if ids.dtype.itemsize == 8 or ids.dtype == jnp.uint32 else jnp.dtype(jnp.int32)
+    if not jax.config.read("jax_enable_x64"):
+        wide = jnp.dtype(jnp.int32)
+    return ids.astype(wide)
+
+
+def require_label_value(value: object, ids: jax.Array, name: str) -> None:
+    """Raises unless ``value`` is a Python int that the labels ``ids`` (from :func:`class_ids`) can hold."""
+    require_python_int(value, name)
+    bounds = np.iinfo(ids.dtype)
+    if not bounds.min <= int(value) <= bounds.max:  # type: ignore[call-overload]
+        raise ValueError(
+            f"`{name}` {value} is outside the range of the labels' dtype {ids.dtype} (labels with shape {ids.shape})."
+        )
+
+
 def require_real(array: jax.Array, name: str) -> None:
     """Raises ``TypeError`` for complex or non-numeric labels."""
     if not (
@@ -83,6 +114,18 @@ def broadcast_shape(
         ) from None
 
 
+def boolean_mask(where: jax.typing.ArrayLike, name: str = "where") -> jax.Array:
+    """``where`` as a boolean array; integers count as true where non-zero, anything else is a ``TypeError``.
+
+    The one dtype rule for every ``where`` of the package: the costs, ``mean``,
+    ``linear_cross_entropy`` and the sharded costs.
+    """
+    mask = as_array(where, name)
+    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
+        raise TypeError(f"`{name}` must be a boolean (or integer) mask, got {mask.dtype} with shape {mask.shape}.")
+    return mask.astype(bool)
+
+
 def canonical_where(where: jax.typing.ArrayLike | None, shape: tuple[int, ...], axes: Axes) -> jax.Array | None:
     """Turns ``where`` into a boolean mask of ``shape``.
 
@@ -91,9 +134,7 @@ def canonical_where(where: jax.typing.ArrayLike | None, shape: tuple[int, ...], 
     """
     if where is None:
         return None
-    mask = as_array(where, "where")
-    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
-        raise TypeError(f"`where` must be a boolean mask, got {mask.dtype} with shape {mask.shape}.")
+    mask = boolean_mask(where)
     if mask.ndim == len(shape) - len(axes) and axes:
         mask = jnp.expand_dims(mask, axes)
     try:

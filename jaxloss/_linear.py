@@ -266,8 +266,7 @@ def validate(
         raise ValueError(f"`hidden` must have a feature axis, got shape {h.shape}.")
     if w.ndim != 2 or w.shape[0] != h.shape[-1]:
         raise ValueError(f"`weight` must have shape (D, V) with D = {h.shape[-1]} (from `hidden`), got {w.shape}.")
-    classes = _checks.as_array(labels, "labels")
-    _checks.require_integer(classes, "labels")
+    classes = _checks.class_ids(labels)
     batch = h.shape[:-1]
     try:
         classes = jnp.broadcast_to(classes, batch)
@@ -281,9 +280,7 @@ def validate(
             raise ValueError(f"`bias` must have shape ({w.shape[1]},), got {b.shape}.")
     mask = None
     if where is not None:
-        mask = _checks.as_array(where, "where")
-        if mask.dtype != jnp.bool_:
-            raise TypeError(f"`where` must be a boolean mask, got {mask.dtype} with shape {mask.shape}.")
+        mask = _checks.boolean_mask(where)
         try:
             mask = jnp.broadcast_to(mask, batch)
         except ValueError:
@@ -356,7 +353,7 @@ def linear_cross_entropy(
     rows = math.prod(batch)
     counts = jnp.ones(batch, bool) if mask is None else mask
     if ignore_index is not None:
-        _checks.require_python_int(ignore_index, "ignore_index")
+        _checks.require_label_value(ignore_index, classes, "ignore_index")
         counts = counts & (classes != ignore_index)
     flat_h = h.reshape(rows, h.shape[-1])
     flat_labels = jnp.where(counts, classes, 0).reshape(rows)

@@ -49,9 +49,7 @@ def mean(
     shape = values.shape
     kept = jnp.ones(shape, bool)
     if where is not None:
-        mask = _checks.as_array(where, "where")
-        if mask.dtype != jnp.bool_:
-            raise TypeError(f"`where` must be a boolean mask, got {mask.dtype} with shape {mask.shape}.")
+        mask = _checks.boolean_mask(where)
         shape = _checks.broadcast_shape(values, mask, ("losses", "where"))
         kept = jnp.broadcast_to(mask, shape)
     scale = jnp.ones((), values.dtype)

@@ -251,8 +251,9 @@ def softmax_cross_entropy_with_integer_labels(
 
     Args:
       logits: floating logits with classes along ``axis``.
-      labels: integer class ids with the batch shape (``logits``' shape without ``axis``). With
-        a tuple ``axis``, a label is a flat index into the classes' slice, in C order.
+      labels: integer class ids of any integer dtype (uint8 with 259 classes is fine), with the
+        batch shape (``logits``' shape without ``axis``). With a tuple ``axis``, a label is a
+        flat index into the classes' slice, in C order.
       axis: the class axis, or a tuple of axes.
       where: optional boolean mask, optax's meaning: with the shape of the logits it drops
         classes from the normaliser; with the batch shape it drops examples. A row with nothing
@@ -287,8 +288,7 @@ def softmax_cross_entropy_with_integer_labels(
     """
     z = _checks.as_array(logits, "logits")
     _checks.require_floating(z, "logits")
-    classes = _checks.as_array(labels, "labels")
-    _checks.require_integer(classes, "labels")
+    classes = _checks.class_ids(labels)
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
     mask = _checks.canonical_where(where, z.shape, axes)
     batch_shape = tuple(n for d, n in enumerate(z.shape) if d not in axes)
@@ -311,7 +311,7 @@ def softmax_cross_entropy_with_integer_labels(
         z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
     if ignore_index is not None:
-        _checks.require_python_int(ignore_index, "ignore_index")
+        _checks.require_label_value(ignore_index, classes, "ignore_index")
         counts = jnp.expand_dims(classes != ignore_index, axes)
         mask = counts if mask is None else mask & counts
         classes = jnp.where(classes != ignore_index, classes, 0)  # a dead row: its label must only be valid

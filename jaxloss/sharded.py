@@ -122,18 +122,15 @@ def softmax_cross_entropy_with_integer_labels(
     """
     z = _checks.as_array(logits, "logits")
     _checks.require_floating(z, "logits")
-    classes = _checks.as_array(labels, "labels")
-    _checks.require_integer(classes, "labels")
+    classes = _checks.class_ids(labels)
     batch = z.shape[:-1]
     if classes.shape != batch:
         raise ValueError(f"`labels` must have the batch shape {batch} of `logits` {z.shape}, got {classes.shape}.")
     counts = jnp.ones(batch, bool)
     if where is not None:
-        mask = _checks.as_array(where, "where")
-        if mask.dtype != jnp.bool_ or mask.shape != batch:
-            raise ValueError(
-                f"`where` must be a boolean mask with the batch shape {batch}, got {mask.dtype}{mask.shape}."
-            )
+        mask = _checks.boolean_mask(where)
+        if mask.shape != batch:
+            raise ValueError(f"`where` must have the batch shape {batch} of `logits` {z.shape}, got {mask.shape}.")
         counts = mask
     rows = math.prod(batch)
     z = z.astype(_checks.compute_dtype(z)).reshape(rows, z.shape[-1])

@@ -155,3 +155,39 @@ def test_valid_arguments_of_the_same_shapes_raise_nothing(ns):
     for name in ("sigmoid_binary_cross_entropy", "binary_cross_entropy"):
         assert getattr(ns, name)(X, SOFT_LABELS).shape == (2, 3)
     assert ns.safe_softmax_cross_entropy(X, SOFT_LABELS).shape == (2,)
+
+
+def _where_users():
+    """Every public entry point that takes ``where``, as f(where) on a batch of two examples."""
+    logits = jnp.array([[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, -3.0, 0.25]])
+    labels = jnp.array([2, 0])
+    hidden, weight = jnp.ones((2, 3)), jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    mesh = jax.make_mesh((1,), ("vocab",), devices=jax.devices("cpu")[:1])
+    sharded_cost = jax.shard_map(
+        lambda z, y, m: jaxloss.sharded.softmax_cross_entropy_with_integer_labels(z, y, where=m, axis_name="vocab"),
+        mesh=mesh,
+        in_specs=(jax.P(None, "vocab"), jax.P(), jax.P()),
+        out_specs=jax.P(),
+    )
+    return {
+        "softmax_cross_entropy_with_integer_labels": lambda m: jaxloss.softmax_cross_entropy_with_integer_labels(
+            logits, labels, where=m
+        ),
+        "mean": lambda m: jaxloss.mean(jnp.array([1.0, 3.0]), where=m),
+        "linear_cross_entropy": lambda m: jaxloss.linear_cross_entropy(hidden, weight, labels, where=m),
+        "sharded": lambda m: sharded_cost(
+            jax.device_put(logits, jax.NamedSharding(mesh, jax.P(None, "vocab"))), labels, m
+        ),
+    }
+
+
+@pytest.mark.parametrize("user", list(_where_users()))
+def test_where_has_one_dtype_rule_everywhere_integers_count_as_booleans_floats_raise_type_error(user):
+    fn = _where_users()[user]
+    as_bool = np.asarray(fn(jnp.array([True, False])))
+    np.testing.assert_array_equal(np.asarray(fn(jnp.array([1, 0], jnp.int32))), as_bool)
+    np.testing.assert_array_equal(np.asarray(fn(jnp.array([7, 0], jnp.uint8))), as_bool)
+    with pytest.raises(
+        TypeError, match=r"`where` must be a boolean \(or integer\) mask, got float32 with shape \(2,\)"
+    ):
+        fn(jnp.array([1.0, 0.0]))

@@ -67,3 +67,28 @@ def test_readme_sharded_step_runs_and_equals_one_device():
     np.testing.assert_allclose(float(namespace["loss"]), float(want), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(namespace["d_hidden"]), want_hidden, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(namespace["d_weight"]), want_weight, rtol=1e-4, atol=1e-6)
+
+
+def test_the_command_line_explains_itself_and_prints_its_versions():
+    import jaxlib
+
+    run = [sys.executable, "-m", "jaxloss"]
+    helped = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "verify" in helped and "bench" in helped and "--version" in helped and "mpmath" in helped
+    version = subprocess.run([*run, "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.strip() == f"jaxloss {jaxloss.__version__} (jax {jax.__version__}, jaxlib {jaxlib.__version__})"
+    options = subprocess.run([*run, "verify", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "seed of the random rows" in options and "one dtype only" in options and "--cost" in options
+
+
+def test_verify_json_records_the_versions_and_the_summary(tmp_path):
+    import json
+
+    path = tmp_path / "verify.json"
+    command = [sys.executable, "-m", "jaxloss", "verify", "--dtype", "float32", "--cost", "binary_cross_entropy"]
+    result = subprocess.run([*command, "--json", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(path.read_text())
+    assert record["versions"].startswith(f"jaxloss {jaxloss.__version__} (jax {jax.__version__}")
+    assert record["failed"] == 0 and record["passed"] == len(record["agreement"]) + len(record["precision"]) > 0
+    assert {row["cost"] for row in record["precision"]} == {"binary_cross_entropy"}

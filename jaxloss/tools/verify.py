@@ -443,8 +443,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
     parser.add_argument("--plot", metavar="PATH", help="save a plot of error against logit (needs matplotlib)")
     parser.add_argument("--full", action="store_true", help="more points, and bfloat16 and float16 too")
-    parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16", "all"), default="all")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64", "bfloat16", "float16", "all"),
+        default="all",
+        help="one dtype only (default: float32 and float64, and bfloat16 and float16 with --full)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random rows (default 0)")
     parser.add_argument(
         "--cost", action="append", choices=sorted({c.name for c in CASES}), help="only these costs (repeatable)"
     )
@@ -469,10 +474,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     precision_rows = _merge(precision_rows)
     print(format_precision_table(precision_rows))
     failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
+    total = len(rows) + len(precision_rows)
     if args.json:
+        from jaxloss.__main__ import versions
+
         with open(args.json, "w") as f:
             json.dump(
                 {
+                    "versions": versions(),
+                    "device": jax.devices()[0].device_kind,
+                    "passed": total - len(failed),
+                    "failed": len(failed),
                     "backend": jax.default_backend(),
                     "agreement": [asdict(r) for r in rows],
                     "precision": [asdict(r) for r in precision_rows],
@@ -484,7 +496,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         save_plot(curves, args.plot)
         print(f"plot saved to {args.plot}")
-    total = len(rows) + len(precision_rows)
     print(f"{total - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
