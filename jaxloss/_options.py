@@ -40,31 +40,51 @@ class SoftmaxOptions(NamedTuple):
     cap: jax.Array | None  # logits c tanh(z / c)
 
 
-def _scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jnp.dtype, low: float, high: float) -> jax.Array:
-    """A scalar option in the compute dtype; concrete values are checked against [low, high]."""
+def _scalar(
+    value: float | jax.typing.ArrayLike,
+    name: str,
+    dtype: jnp.dtype,
+    low: float,
+    high: float,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> jax.Array:
+    """A scalar option in the compute dtype, which must lie between ``low`` and ``high``.
+
+    A concrete value (a Python or NumPy number, or a concrete JAX array) outside the interval
+    raises ``ValueError``. A traced value cannot be checked at trace time: outside the interval
+    it becomes NaN, so the loss is NaN, the convention of integer labels out of range.
+    """
     array = _checks.as_array(value, name)
     if array.ndim != 0:
         raise ValueError(f"`{name}` must be a scalar, got shape {array.shape}.")
     _checks.require_real(array, name)
-    if isinstance(value, (numbers.Real, np.ndarray)):
-        number = float(value)
-        if not low <= number <= high:
-            raise ValueError(f"`{name}` must lie in [{low}, {high}], got {number}.")
-    return array.astype(dtype)
+    interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    try:
+        number: float | None = float(array)
+    except jax.errors.ConcretizationTypeError:
+        number = None
+    option = array.astype(dtype)
+    above = (lambda x: x > low) if open_low else (lambda x: x >= low)
+    below = (lambda x: x < high) if open_high else (lambda x: x <= high)
+    if number is None:
+        return jnp.where(above(option) & below(option), option, jnp.nan)
+    if not (above(number) and below(number)):
+        raise ValueError(f"`{name}` must lie in {interval}, got {number}.")
+    return option
 
 
 def positive_cap(value: float | jax.typing.ArrayLike | None, dtype: jnp.dtype) -> jax.Array | None:
+    """The soft cap ``c``, finite and positive (None: no cap)."""
     if value is None:
         return None
-    cap = _scalar(value, "soft_cap", dtype, 0.0, np.inf)
-    if isinstance(value, numbers.Real) and float(value) == 0.0:
-        raise ValueError("`soft_cap` must be positive (or None for no cap), got 0.")
-    return cap
+    return _scalar(value, "soft_cap", dtype, 0.0, np.inf, open_low=True, open_high=True)
 
 
 def nonnegative_scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jnp.dtype) -> jax.Array:
-    """A scalar option that must be at least 0, in the compute dtype."""
-    return _scalar(value, name, dtype, 0.0, np.inf)
+    """A scalar option that must be at least 0 and finite, in the compute dtype."""
+    return _scalar(value, name, dtype, 0.0, np.inf, open_high=True)
 
 
 def _is_off(value: float | jax.typing.ArrayLike) -> bool:
@@ -122,7 +142,7 @@ def softmax_options(
     """
     dtype = logits.dtype
     smoothing = None if _is_off(label_smoothing) else _scalar(label_smoothing, "label_smoothing", dtype, 0.0, 1.0)
-    alpha = None if _is_off(z_loss) else _scalar(z_loss, "z_loss", dtype, 0.0, np.inf)
+    alpha = None if _is_off(z_loss) else nonnegative_scalar(z_loss, "z_loss", dtype)
     class_weights = None
     if weights is not None:
         array = _array_option(weights, "weights", dtype)

@@ -191,3 +191,53 @@ def test_where_has_one_dtype_rule_everywhere_integers_count_as_booleans_floats_r
         TypeError, match=r"`where` must be a boolean \(or integer\) mask, got float32 with shape \(2,\)"
     ):
         fn(jnp.array([1.0, 0.0]))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: jaxloss.seeds.softmax_cross_entropy_grad(jnp.array([[1, 2]]), jnp.array([[0.0, 1.0]])),
+            TypeError,
+            "`logits` must have a floating dtype, got int32",
+        ),
+        (
+            lambda: jaxloss.seeds.sigmoid_binary_cross_entropy_grad(jnp.array([True]), jnp.array([1.0])),
+            TypeError,
+            "`logits` must have a floating dtype, got bool",
+        ),
+        (
+            lambda: jaxloss.seeds.binary_cross_entropy_grad(jnp.array([0.5j]), jnp.array([1.0])),
+            TypeError,
+            "`probs` must have a floating dtype, got complex64",
+        ),
+        (
+            lambda: jaxloss.seeds.softmax_cross_entropy_with_integer_labels_grad(
+                jnp.zeros((2, 3)), jnp.array([0.0, 1.0])
+            ),
+            TypeError,
+            "`labels` must have an integer dtype, got float32",
+        ),
+        (lambda: jaxloss.seeds.soft_cap_grad(jnp.zeros(3), 0.0), ValueError, r"`soft_cap` must lie in \(0.0, inf\)"),
+        (lambda: jaxloss.seeds.soft_cap_grad(jnp.zeros(3), jnp.array(-1.0)), ValueError, r"`soft_cap` must lie in"),
+        (lambda: jaxloss.seeds.z_loss_grad(jnp.zeros(3), -0.5), ValueError, r"`z_loss` must lie in \[0.0, inf\)"),
+        (
+            lambda: jaxloss.seeds.softmax_cross_entropy_grad(jnp.zeros((2, 3)), jnp.zeros((2, 4))),
+            ValueError,
+            r"\(2, 3\).*\(2, 4\)",
+        ),
+    ],
+    ids=[
+        "integer logits",
+        "bool logits",
+        "complex probs",
+        "float labels",
+        "zero cap",
+        "negative array cap",
+        "negative z_loss",
+        "shapes",
+    ],
+)
+def test_the_public_seeds_check_their_arguments_as_the_costs_do(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

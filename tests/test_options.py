@@ -342,3 +342,53 @@ def test_soft_capped_ties_under_jit_match_the_reference(x64):
         got = _grads(ns.softmax_cross_entropy, x, y, {"soft_cap": 15.0}, (0, 1))
         want = _grads(jaxloss.reference.softmax_cross_entropy, x, y, {"soft_cap": 15.0}, (0, 1))
         _assert_same(got, want)
+
+
+OPTION_COSTS = {
+    "softmax_cross_entropy_with_integer_labels": lambda **o: jaxloss.softmax_cross_entropy_with_integer_labels(
+        LOGITS, INTEGER_LABELS, **o
+    ),
+    "softmax_cross_entropy": lambda **o: jaxloss.softmax_cross_entropy(
+        LOGITS, jax.nn.one_hot(INTEGER_LABELS, LOGITS.shape[-1]), **o
+    ),
+    "sigmoid_binary_cross_entropy": lambda **o: jaxloss.sigmoid_binary_cross_entropy(
+        LOGITS, np.zeros_like(LOGITS), **o
+    ),
+}
+OUT_OF_RANGE = [
+    ("label_smoothing", 2.0),
+    ("label_smoothing", -0.5),
+    ("label_smoothing", np.nan),
+    ("z_loss", -1.0),
+    ("z_loss", np.inf),
+    ("soft_cap", 0.0),
+    ("soft_cap", -3.0),
+    ("soft_cap", np.inf),
+]
+
+
+def _applies(cost: str, name: str) -> bool:
+    return not (cost == "sigmoid_binary_cross_entropy" and name == "z_loss")
+
+
+@pytest.mark.parametrize("cost", list(OPTION_COSTS))
+@pytest.mark.parametrize(("name", "value"), OUT_OF_RANGE)
+def test_concrete_options_out_of_range_raise_as_python_numbers_do(cost, name, value):
+    if not _applies(cost, name):
+        pytest.skip("the sigmoid costs have no z_loss")
+    for concrete in (value, np.float32(value), jnp.asarray(value, jnp.float32)):
+        with pytest.raises(ValueError, match=rf"`{name}` must lie in"):
+            OPTION_COSTS[cost](**{name: concrete})
+
+
+@pytest.mark.parametrize("cost", list(OPTION_COSTS))
+@pytest.mark.parametrize(("name", "value"), OUT_OF_RANGE)
+def test_traced_options_out_of_range_give_nan_and_in_range_equal_concrete(cost, name, value):
+    if not _applies(cost, name):
+        pytest.skip("the sigmoid costs have no z_loss")
+    traced = jax.jit(lambda v: OPTION_COSTS[cost](**{name: v}))
+    assert np.all(np.isnan(np.asarray(traced(jnp.float32(value)))))
+    fine = {"label_smoothing": 0.25, "z_loss": 0.01, "soft_cap": 2.0}[name]
+    got = np.asarray(traced(jnp.float32(fine)))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, np.asarray(OPTION_COSTS[cost](**{name: fine})), rtol=1e-6)
