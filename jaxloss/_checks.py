@@ -78,12 +78,14 @@ def require_python_int(value: object, name: str) -> None:
         raise TypeError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
 
 
-def canonical_axes(axis: int | tuple[int, ...], ndim: int, name: str) -> Axes:
+def canonical_axes(axis: int | tuple[int, ...] | None, ndim: int, name: str) -> Axes:
     """Normalises an int or tuple ``axis`` of an ``ndim``-dimensional ``name`` to non-negative ints.
 
-    The order is kept: a tuple ``axis`` of the integer-label cost flattens the class axes in the
-    order given, as optax does.
+    ``None`` is every axis, as in optax. The order is kept: a tuple ``axis`` of the integer-label
+    cost flattens the class axes in the order given, as optax does.
     """
+    if axis is None:
+        axis = tuple(range(ndim))
     raw = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     axes = []
     for a in raw:

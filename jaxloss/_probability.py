@@ -120,7 +120,7 @@ def binary_cross_entropy(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLi
 def categorical_cross_entropy(
     probs: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """Categorical cross-entropy of probabilities and labels.
@@ -136,7 +136,8 @@ def categorical_cross_entropy(
     Args:
       probs: floating probabilities with classes along ``axis``.
       labels: per-class target weights, broadcastable with ``probs``.
-      axis: the class axis or axes; the article's layout is ``axis=0``.
+      axis: the class axis or axes (``None``: every axis, as in optax); the article's layout is
+        ``axis=0``.
       where: optional boolean mask of the classes (the shape of ``probs``) or of the examples
         (the batch shape); dropped classes cost 0 and get a zero gradient.
 
@@ -166,7 +167,7 @@ def categorical_cross_entropy(
 def multilabel_cross_entropy(
     probs: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """Multi-label cross-entropy of probabilities, summed over ``axis``.
@@ -181,7 +182,7 @@ def multilabel_cross_entropy(
     Args:
       probs: floating probabilities with labels along ``axis``.
       labels: labels in [0, 1], broadcastable with ``probs``.
-      axis: the label axis or axes; the article's layout is ``axis=0``.
+      axis: the label axis or axes (``None``: every axis); the article's layout is ``axis=0``.
       where: optional boolean mask of the labels or of the examples; dropped labels cost 0.
 
     Returns:

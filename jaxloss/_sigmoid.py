@@ -148,7 +148,7 @@ def sigmoid_binary_cross_entropy(
 def sigmoid_multilabel_cross_entropy(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
     *,
     label_smoothing: float | jax.typing.ArrayLike = 0.0,
@@ -169,7 +169,7 @@ def sigmoid_multilabel_cross_entropy(
     Args:
       logits: floating logits with labels along ``axis``.
       labels: labels in [0, 1], broadcastable with ``logits``.
-      axis: the label axis or axes; the article's layout is ``axis=0``.
+      axis: the label axis or axes (``None``: every axis); the article's layout is ``axis=0``.
       where: optional boolean mask of the labels (the shape of ``logits``) or of the examples
         (the batch shape); dropped labels cost 0 and get a zero gradient.
       label_smoothing: ε in [0, 1]: the labels become (1 - ε) y + ε/2, as in Keras.
@@ -202,7 +202,7 @@ def summed_over(
     x: jax.Array,
     y: jax.Array,
     aux: Any,
-    axis: int | tuple[int, ...],
+    axis: int | tuple[int, ...] | None,
     where: jax.typing.ArrayLike | None,
     input_name: str,
     neutral: float,

@@ -133,7 +133,7 @@ def _flatten_class_axes(array: jax.Array, axes: Axes) -> jax.Array:
 def softmax_cross_entropy(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
     *,
     label_smoothing: float | jax.typing.ArrayLike = 0.0,
@@ -156,7 +156,8 @@ def softmax_cross_entropy(
     Args:
       logits: floating logits with classes along ``axis``.
       labels: per-class target weights, broadcastable with ``logits``.
-      axis: the class axis or axes; the article's classes-by-examples layout is ``axis=0``.
+      axis: the class axis or axes (``None``: every axis, as in optax); the article's
+        classes-by-examples layout is ``axis=0``.
       where: optional boolean mask, optax's meaning: with the shape of the logits it drops
         classes (they get zero probability and a zero gradient); with the batch shape it drops
         examples. A row with nothing kept costs 0.
@@ -227,7 +228,7 @@ def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.
 def softmax_cross_entropy_with_integer_labels(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
     *,
     label_smoothing: float | jax.typing.ArrayLike = 0.0,
@@ -254,7 +255,7 @@ def softmax_cross_entropy_with_integer_labels(
       labels: integer class ids of any integer dtype (uint8 with 259 classes is fine), with the
         batch shape (``logits``' shape without ``axis``). With a tuple ``axis``, a label is a
         flat index into the classes' slice, in C order.
-      axis: the class axis, or a tuple of axes.
+      axis: the class axis, or a tuple of axes (``None``: every axis).
       where: optional boolean mask, optax's meaning: with the shape of the logits it drops
         classes from the normaliser; with the batch shape it drops examples. A row with nothing
         kept costs 0.

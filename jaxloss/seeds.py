@@ -99,7 +99,7 @@ def sigmoid_binary_cross_entropy_labels_grad(
 def sigmoid_multilabel_cross_entropy_grad(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
     **options: Any,
 ) -> jax.Array:
@@ -117,7 +117,7 @@ def sigmoid_multilabel_cross_entropy_grad(
 def softmax_cross_entropy_grad(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
     **options: Any,
 ) -> jax.Array:
@@ -141,7 +141,7 @@ def softmax_cross_entropy_grad(
 def softmax_cross_entropy_labels_grad(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
     **options: Any,
 ) -> jax.Array:
@@ -159,7 +159,7 @@ def softmax_cross_entropy_labels_grad(
 def softmax_cross_entropy_with_integer_labels_grad(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
     **options: Any,
 ) -> jax.Array:
@@ -207,7 +207,7 @@ def binary_cross_entropy_labels_grad(probs: jax.typing.ArrayLike, labels: jax.ty
 def multilabel_cross_entropy_grad(
     probs: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """dJ/dA of the multi-label cost: label by label, the binary seed (0 where dropped).
@@ -224,7 +224,7 @@ def multilabel_cross_entropy_grad(
 def categorical_cross_entropy_grad(
     probs: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """dJ/dA of the categorical cost, per example: :math:`-y/a`, clamped as the cost is.
@@ -241,7 +241,7 @@ def categorical_cross_entropy_grad(
 def categorical_cross_entropy_labels_grad(
     probs: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """dJ/dY of the categorical cost, per example: :math:`-\\log a`.
@@ -271,7 +271,7 @@ def soft_cap_grad(logits: jax.typing.ArrayLike, soft_cap: float | jax.typing.Arr
 
 
 def z_loss_grad(
-    logits: jax.typing.ArrayLike, z_loss: float | jax.typing.ArrayLike, axis: int | tuple[int, ...] = -1
+    logits: jax.typing.ArrayLike, z_loss: float | jax.typing.ArrayLike, axis: int | tuple[int, ...] | None = -1
 ) -> jax.Array:
     """The seed of the z-loss :math:`\\alpha \\operatorname{lse}(z)^2`: :math:`2 \\alpha \\operatorname{lse}(z) a`.
 

@@ -354,3 +354,22 @@ def test_per_example_outputs_keep_the_batch_shape(ns):
     for name, (x, labels) in LAYOUT_CASES.items():
         assert _jit(getattr(ns, name))(x, labels).shape == (4,)
     assert _jit(ns.safe_softmax_cross_entropy)(LOGITS, SOFT).shape == (4,)
+
+
+@pytest.mark.parametrize("namespace", ["jaxloss", "jaxloss.forward", "jaxloss.reference"])
+def test_axis_none_means_every_axis_as_in_optax(namespace):
+    ns = {"jaxloss": jaxloss, "jaxloss.forward": jaxloss.forward, "jaxloss.reference": jaxloss.reference}[namespace]
+    logits = jnp.array([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]])
+    labels = jax.nn.softmax(jnp.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]]).reshape(-1)).reshape(2, 3)
+    got = ns.softmax_cross_entropy(logits, labels, axis=None)
+    assert got.shape == ()
+    np.testing.assert_allclose(float(got), float(optax.softmax_cross_entropy(logits, labels, axis=None)), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(got), float(ns.softmax_cross_entropy(logits.reshape(-1), labels.reshape(-1))), rtol=1e-6
+    )
+    flat = ns.softmax_cross_entropy_with_integer_labels(logits, jnp.array(3), axis=None)
+    np.testing.assert_allclose(
+        float(flat), float(ns.softmax_cross_entropy_with_integer_labels(logits.reshape(-1), jnp.array(3))), rtol=1e-6
+    )
+    multi = ns.sigmoid_multilabel_cross_entropy(logits, labels, axis=None)
+    np.testing.assert_allclose(float(multi), float(jnp.sum(ns.sigmoid_binary_cross_entropy(logits, labels))), rtol=1e-6)
