@@ -81,7 +81,7 @@ def test_the_command_line_explains_itself_and_prints_its_versions():
     assert "seed of the random rows" in options and "one dtype only" in options and "--cost" in options
 
 
-def test_verify_json_records_the_versions_and_the_summary(tmp_path):
+def test_verify_json_records_the_versions_and_the_summary_and_it_shows_progress(tmp_path):
     import json
 
     path = tmp_path / "verify.json"
@@ -92,3 +92,6 @@ def test_verify_json_records_the_versions_and_the_summary(tmp_path):
     assert record["versions"].startswith(f"jaxloss {jaxloss.__version__} (jax {jax.__version__}")
     assert record["failed"] == 0 and record["passed"] == len(record["agreement"]) + len(record["precision"]) > 0
     assert {row["cost"] for row in record["precision"]} == {"binary_cross_entropy"}
+    # Progress on stderr, one line a case and a sweep, as bench does.
+    assert "  agreement binary_cross_entropy soft float32 ...\n" in result.stderr
+    assert "  precision binary_cross_entropy hard float32 ...\n" in result.stderr

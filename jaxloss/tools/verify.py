@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -199,6 +200,7 @@ def run(
         with jax.enable_x64(dtype_name == "float64"):
             dtype = jnp.dtype(dtype_name)
             for case in (c for c in CASES if costs is None or c.name in costs):
+                print(f"  agreement {case.name} {case.labels} {dtype_name} ...", file=sys.stderr, flush=True)
                 rng = np.random.default_rng(seed)
                 data = {regime: _inputs(case, rng, regime) for regime in ("agreement", "stability")}
                 arrays = {
@@ -320,9 +322,13 @@ def run_precision(
             low = jnp.finfo(dtype).bits < 32
             loss_dtype = jnp.float32 if low else dtype
             grad_target = 1.0 if low else _precision.GRAD_TARGET_ULPS
-            tagged = [(s, s.labels) for s in _precision.sweeps(dtype, points, seed, costs)]
-            tagged += [(s, f"{s.labels}, random") for s in _precision.fuzz_sweeps(fuzz, dtype, seed, costs)]
+            # Generators: each sweep's exact values are computed just before it is scored.
+            tagged = itertools.chain(
+                ((s, s.labels) for s in _precision.sweeps(dtype, points, seed, costs)),
+                ((s, f"{s.labels}, random") for s in _precision.fuzz_sweeps(fuzz, dtype, seed, costs)),
+            )
             for sweep, label_name in tagged:
+                print(f"  precision {sweep.cost} {label_name} {dtype_name} ...", file=sys.stderr, flush=True)
                 scores: dict[str, dict[str, Any] | None] = {}
                 implementations = _precision_implementations(sweep.cost)
                 present = {name: fn for name, fn in implementations.items() if fn is not None}
