@@ -103,6 +103,12 @@ def canonical_axes(axis: int | tuple[int, ...] | None, ndim: int, name: str) -> 
     return tuple(axes)
 
 
+def require_classes(array: jax.Array, axes: Axes, name: str) -> None:
+    """Raises ``ValueError`` when the class ``axes`` of ``name`` hold no class: a softmax needs one."""
+    if any(array.shape[a] == 0 for a in axes):
+        raise ValueError(f"`{name}` with shape {array.shape} has no classes along axis {axes}: a softmax needs one.")
+
+
 def broadcast_shape(
     first: jax.typing.ArrayLike, second: jax.typing.ArrayLike, names: tuple[str, str]
 ) -> tuple[int, ...]:

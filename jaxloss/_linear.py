@@ -266,6 +266,7 @@ def validate(
         raise ValueError(f"`hidden` must have a feature axis, got shape {h.shape}.")
     if w.ndim != 2 or w.shape[0] != h.shape[-1]:
         raise ValueError(f"`weight` must have shape (D, V) with D = {h.shape[-1]} (from `hidden`), got {w.shape}.")
+    _checks.require_classes(w, (1,), "weight")
     classes = _checks.class_ids(labels)
     batch = h.shape[:-1]
     try:

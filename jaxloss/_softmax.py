@@ -188,6 +188,7 @@ def softmax_cross_entropy(
     """
     z, y = _checks.floating_pair(logits, labels, "logits")
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    _checks.require_classes(z, axes, "logits")
     options = _options.softmax_options(
         z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
@@ -222,7 +223,9 @@ def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.
       ``optax.losses.safe_softmax_cross_entropy``.
     """
     z, y = _checks.floating_pair(logits, labels, "logits")
-    return _SOFT(z, y, None, _checks.canonical_axes(-1, z.ndim, "logits"))
+    axes = _checks.canonical_axes(-1, z.ndim, "logits")
+    _checks.require_classes(z, axes, "logits")
+    return _SOFT(z, y, None, axes)
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -291,6 +294,7 @@ def softmax_cross_entropy_with_integer_labels(
     _checks.require_floating(z, "logits")
     classes = _checks.class_ids(labels)
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    _checks.require_classes(z, axes, "logits")
     mask = _checks.canonical_where(where, z.shape, axes)
     batch_shape = tuple(n for d, n in enumerate(z.shape) if d not in axes)
     try:

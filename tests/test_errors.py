@@ -241,3 +241,16 @@ def test_where_has_one_dtype_rule_everywhere_integers_count_as_booleans_floats_r
 def test_the_public_seeds_check_their_arguments_as_the_costs_do(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("cost", ["softmax_cross_entropy", "safe_softmax_cross_entropy", INTEGER])
+def test_zero_classes_raise_naming_the_logits_in_every_namespace(namespace, cost):
+    labels = jnp.zeros((2,), jnp.int32) if cost == INTEGER else jnp.zeros((2, 0))
+    with pytest.raises(ValueError, match=r"`logits` with shape \(2, 0\) has no classes along axis \(1,\)"):
+        getattr(NAMESPACES[namespace], cost)(jnp.zeros((2, 0)), labels)
+
+
+def test_zero_classes_in_the_fused_output_layer_raise_naming_the_weight():
+    with pytest.raises(ValueError, match=r"`weight` with shape \(3, 0\) has no classes"):
+        jaxloss.linear_cross_entropy(jnp.zeros((2, 3)), jnp.zeros((3, 0)), jnp.zeros((2,), jnp.int32))
