@@ -13,6 +13,8 @@ Axes = tuple[int, ...]
 
 def as_array(value: jax.typing.ArrayLike, name: str) -> jax.Array:
     """Converts ``value`` to an array, or raises ``TypeError`` naming it."""
+    if value is None:
+        raise TypeError(f"`{name}` must be an array, got None.")
     try:
         return jnp.asarray(value)
     except TypeError as err:

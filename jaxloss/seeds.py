@@ -23,6 +23,7 @@ argument they are taken for.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -50,11 +51,12 @@ __all__ = [
 
 def _seed_of(cost: Callable[..., jax.Array], argnum: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> jax.Array:
     """The seed of ``cost`` for argument ``argnum``: the vector-Jacobian product with a cotangent of ones."""
+    names = list(inspect.signature(cost).parameters)  # the cost's own names, for the messages
     inputs = list(args)
-    inputs[argnum] = _checks.as_array(inputs[argnum], "labels" if argnum else "inputs")
+    inputs[argnum] = _checks.as_array(inputs[argnum], names[argnum])
     if argnum == 1 and not jnp.issubdtype(inputs[1].dtype, jnp.floating):
-        _checks.require_real(inputs[1], "labels")
-        inputs[1] = inputs[1].astype(_checks.compute_dtype(_checks.as_array(inputs[0], "inputs")))
+        _checks.require_real(inputs[1], names[1])
+        inputs[1] = inputs[1].astype(_checks.compute_dtype(_checks.as_array(inputs[0], names[0])))
 
     def of(value: jax.Array) -> jax.Array:
         return cost(*inputs[:argnum], value, *inputs[argnum + 1 :], **kwargs)

@@ -254,3 +254,19 @@ def test_zero_classes_raise_naming_the_logits_in_every_namespace(namespace, cost
 def test_zero_classes_in_the_fused_output_layer_raise_naming_the_weight():
     with pytest.raises(ValueError, match=r"`weight` with shape \(3, 0\) has no classes"):
         jaxloss.linear_cross_entropy(jnp.zeros((2, 3)), jnp.zeros((3, 0)), jnp.zeros((2,), jnp.int32))
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda: jaxloss.softmax_cross_entropy(None, jnp.zeros(3)), "logits"),
+        (lambda: jaxloss.softmax_cross_entropy_with_integer_labels(jnp.zeros(3), None), "labels"),
+        (lambda: jaxloss.binary_cross_entropy(jnp.full(3, 0.5), None), "labels"),
+        (lambda: jaxloss.linear_cross_entropy(None, jnp.zeros((3, 4)), jnp.zeros((2,), jnp.int32)), "hidden"),
+        (lambda: jaxloss.mean(None), "losses"),
+        (lambda: jaxloss.seeds.sigmoid_binary_cross_entropy_grad(None, jnp.zeros(3)), "logits"),
+    ],
+)
+def test_none_inputs_raise_type_error_naming_the_argument(call, named):
+    with pytest.raises(TypeError, match=rf"`{named}` must be an array, got None"):
+        call()
