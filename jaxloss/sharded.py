@@ -114,9 +114,9 @@ def softmax_cross_entropy_with_integer_labels(
       >>> import jaxloss
       >>> mesh = jax.make_mesh((1,), ("vocab",))
       >>> logits = jax.device_put(jnp.zeros((2, 4)), NamedSharding(mesh, P(None, "vocab")))
-      >>> cost = jax.shard_map(
+      >>> cost = jax.jit(jax.shard_map(
       ...     lambda z, y: jaxloss.sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="vocab"),
-      ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P())
+      ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P()))
       >>> print(cost(logits, jnp.array([0, 3])))
       [1.3862944 1.3862944]
     """
@@ -206,9 +206,9 @@ def linear_cross_entropy(
       >>> import jaxloss
       >>> mesh = jax.make_mesh((1,), ("vocab",))
       >>> weight = jax.device_put(jnp.zeros((3, 4)), NamedSharding(mesh, P(None, "vocab")))
-      >>> cost = jax.shard_map(
+      >>> cost = jax.jit(jax.shard_map(
       ...     lambda h, w, y: jaxloss.sharded.linear_cross_entropy(h, w, y, axis_name="vocab"),
-      ...     mesh=mesh, in_specs=(P(), P(None, "vocab"), P()), out_specs=P())
+      ...     mesh=mesh, in_specs=(P(), P(None, "vocab"), P()), out_specs=P()))
       >>> print(cost(jnp.ones((2, 3)), weight, jnp.array([0, 3])))
       [1.3862944 1.3862944]
     """

@@ -34,7 +34,7 @@ def _logits(rows: int, classes: int) -> jax.Array:
 
 
 def _value_and_grad(cost, logits, labels, **options):
-    return jax.value_and_grad(lambda z: jnp.sum(cost(z, labels, **options)))(logits)
+    return jax.jit(jax.value_and_grad(lambda z: jnp.sum(cost(z, labels, **options))))(logits)
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
@@ -72,6 +72,7 @@ def test_uint8_labels_in_the_fused_output_layer_equal_int32_labels():
     weight = jax.random.normal(jax.random.key(2), (8, 259), jnp.float32)
     labels = np.array([255, 0, 7, 254], np.uint8)
 
+    @jax.jit
     def run(y):
         return jax.value_and_grad(lambda h, w: jnp.sum(jaxloss.linear_cross_entropy(h, w, y, block_size=64)), (0, 1))(
             hidden, weight
@@ -87,11 +88,13 @@ def test_uint8_labels_in_the_fused_output_layer_equal_int32_labels():
 
 def test_uint8_labels_on_vocabulary_sharded_logits_equal_int32_labels():
     mesh = jax.make_mesh((1,), ("vocab",), devices=jax.devices("cpu")[:1])
-    cost = jax.shard_map(
-        lambda z, y: sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="vocab"),
-        mesh=mesh,
-        in_specs=(P(None, "vocab"), P()),
-        out_specs=P(),
+    cost = jax.jit(
+        jax.shard_map(
+            lambda z, y: sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="vocab"),
+            mesh=mesh,
+            in_specs=(P(None, "vocab"), P()),
+            out_specs=P(),
+        )
     )
     logits = _logits(3, 259)
     labels = np.array([255, 0, 100], np.uint8)

@@ -52,14 +52,16 @@ def _sharded_integer(mesh):
     def cost(logits, labels, keep):
         return sharded.softmax_cross_entropy_with_integer_labels(logits, labels, axis_name="v", where=keep)
 
-    return jax.shard_map(cost, mesh=mesh, in_specs=(P("b", "v"), P("b"), P("b")), out_specs=P("b"))
+    return jax.jit(jax.shard_map(cost, mesh=mesh, in_specs=(P("b", "v"), P("b"), P("b")), out_specs=P("b")))
 
 
 def _sharded_linear(mesh):
     def cost(hidden, weight, labels, keep):
         return sharded.linear_cross_entropy(hidden, weight, labels, axis_name="v", where=keep, block_size=5)
 
-    return jax.shard_map(cost, mesh=mesh, in_specs=(P("b", None), P(None, "v"), P("b"), P("b")), out_specs=P("b"))
+    return jax.jit(
+        jax.shard_map(cost, mesh=mesh, in_specs=(P("b", None), P(None, "v"), P("b"), P("b")), out_specs=P("b"))
+    )
 
 
 def test_sharded_integer_cost_equals_one_device():
@@ -151,7 +153,7 @@ def test_sharded_costs_reject_bad_labels():
     def cost(z, y):
         return sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="v")
 
-    program = jax.shard_map(cost, mesh=mesh, in_specs=(P("b", "v"), P("b")), out_specs=P("b"))
+    program = jax.jit(jax.shard_map(cost, mesh=mesh, in_specs=(P("b", "v"), P("b")), out_specs=P("b")))
     with pytest.raises(TypeError, match="labels"):
         program(_put(mesh, logits, P("b", "v")), _put(mesh, labels.astype(np.float32), P("b")))
 

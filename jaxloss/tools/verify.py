@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import json
 import sys
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ POINTS_QUICK = 25
 POINTS_FULL = 200
 FUZZ_QUICK = 112
 FUZZ_FULL = 5600
+FUZZ_WIDTHS_QUICK = (3, 16)  # classes of the random rows; --full uses precision.FUZZ_WIDTHS
 SCALES = np.concatenate([np.geomspace(1e-5, 1e4, 19), [1e20, 3e38]])
 
 
@@ -141,22 +142,10 @@ def _inputs(case: Case, rng: np.random.Generator, regime: str) -> tuple[np.ndarr
     return x, y
 
 
-@functools.cache
-def _program(fn: Callable[..., jax.Array], case: Case) -> Callable[..., Any]:
-    """The jitted loss and gradients of ``fn`` on ``case``: one per pair, so that the agreement
-    and stability inputs (the same shapes) share its compilations."""
-    kwargs = dict(case.kwargs)
-
-    def total(*args: jax.Array) -> tuple[jax.Array, jax.Array]:
-        loss = fn(*args, **kwargs)
-        return jnp.sum(loss), loss
-
-    return jax.jit(jax.grad(total, argnums=case.argnums, has_aux=True))
-
-
-def _evaluate(fn: Callable[..., jax.Array], case: Case, x: jax.Array, y: jax.Array) -> tuple[np.ndarray, ...]:
-    grads, loss = _program(fn, case)(x, y)
-    return (np.asarray(loss, np.float64), *(np.asarray(g, np.float64) for g in grads))
+def _functions(case: Case) -> dict[str, Callable[..., jax.Array]]:
+    """The two rules and the reference, for ``case``."""
+    namespaces = {**IMPLEMENTATIONS, "reference": reference}
+    return {name: functools.partial(getattr(ns, case.name), **dict(case.kwargs)) for name, ns in namespaces.items()}
 
 
 def _rowwise_difference(value: np.ndarray, ref: np.ndarray) -> float:
@@ -194,48 +183,72 @@ def _unexpected_nonfinite(results: Sequence[np.ndarray], wide: Sequence[np.ndarr
 def run(
     dtypes: Sequence[str] = ("float32", "float64"), seed: int = 0, costs: Collection[str] | None = None
 ) -> list[Row]:
-    """Runs both sweeps for every case (of ``costs`` if given), implementation and dtype."""
+    """Runs both sweeps for every case (of ``costs`` if given), implementation and dtype.
+
+    Each dtype is one compiled program: every case, the rules and the reference, on the
+    agreement rows and the stability rows stacked (rows are independent).
+    """
     rows = []
+    cases = [c for c in CASES if costs is None or c.name in costs]
     for dtype_name in dtypes:
+        print(f"  agreement {dtype_name}: {len(cases)} cases ...", file=sys.stderr, flush=True)
+        dtype = jnp.dtype(dtype_name)
+        data = []
+        for case in cases:
+            rng = np.random.default_rng(seed)
+            data.append({regime: _inputs(case, rng, regime) for regime in ("agreement", "stability")})
+        stacked = [
+            _precision.Draw(
+                case.name, case.labels, *(np.concatenate([d["agreement"][i], d["stability"][i]]) for i in (0, 1))
+            )
+            for case, d in zip(cases, data, strict=True)
+        ]
         with jax.enable_x64(dtype_name == "float64"):
-            dtype = jnp.dtype(dtype_name)
-            for case in (c for c in CASES if costs is None or c.name in costs):
-                print(f"  agreement {case.name} {case.labels} {dtype_name} ...", file=sys.stderr, flush=True)
-                rng = np.random.default_rng(seed)
-                data = {regime: _inputs(case, rng, regime) for regime in ("agreement", "stability")}
-                arrays = {
-                    regime: (jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32 if case.labels == "integer" else dtype))
-                    for regime, (x, y) in data.items()
-                }
-                with jax.enable_x64(True):
-                    x_wide, y_wide = arrays["stability"]
-                    y_wide = y_wide if case.labels == "integer" else jnp.asarray(y_wide, jnp.float64)
-                    wide = _evaluate(getattr(jaxloss, case.name), case, jnp.asarray(x_wide, jnp.float64), y_wide)
-                ref_fn = getattr(reference, case.name)
-                ref_agree = _evaluate(ref_fn, case, *arrays["agreement"])
-                ref_stable = _evaluate(ref_fn, case, *arrays["stability"])
-                for impl_name, namespace in IMPLEMENTATIONS.items():
-                    fn = getattr(namespace, case.name)
-                    agree = _evaluate(fn, case, *arrays["agreement"])
-                    stable = _evaluate(fn, case, *arrays["stability"])
-                    loss_diff = _rowwise_difference(agree[0], ref_agree[0])
-                    grad_diff = max(_rowwise_difference(g, r) for g, r in zip(agree[1:], ref_agree[1:], strict=True))
-                    bad_rule = _unexpected_nonfinite(stable, wide, dtype)
-                    tol = TOLERANCE[dtype_name]
-                    ok = loss_diff <= tol and grad_diff <= tol and bad_rule == 0 and _nonfinite(agree) == 0
-                    rows.append(
-                        Row(
-                            case.name,
-                            case.labels,
-                            impl_name,
-                            dtype_name,
-                            loss_diff,
-                            grad_diff,
-                            _nonfinite(ref_stable),
-                            bad_rule,
-                            ok,
-                        )
+            results = _precision.evaluate_many(
+                [(_functions(c), draw) for c, draw in zip(cases, stacked, strict=True)], dtype
+            )
+        if dtype_name == "float64":
+            wides = [tuple(r[ROWS:] for r in result["jaxloss"]) for result in results]
+        else:
+            # The stability rows as the dtype rounds them, recomputed by the rules in float64.
+            rounded = [
+                _precision.Draw(
+                    case.name,
+                    case.labels,
+                    d["stability"][0].astype(dtype).astype(np.float64),
+                    d["stability"][1].astype(np.int32 if case.labels == "integer" else dtype),
+                )
+                for case, d in zip(cases, data, strict=True)
+            ]
+            with jax.enable_x64(True):
+                wide_jobs = [
+                    ({"jaxloss": getattr(jaxloss, c.name)}, draw) for c, draw in zip(cases, rounded, strict=True)
+                ]
+                wides = [result["jaxloss"] for result in _precision.evaluate_many(wide_jobs, jnp.float64)]
+        for case, result, wide in zip(cases, results, wides, strict=True):
+            ref_agree = tuple(r[:ROWS] for r in result["reference"])
+            ref_stable = tuple(r[ROWS:] for r in result["reference"])
+            for impl_name in IMPLEMENTATIONS:
+                agree = tuple(r[:ROWS] for r in result[impl_name])
+                stable = tuple(r[ROWS:] for r in result[impl_name])
+                loss_diff = _rowwise_difference(agree[0], ref_agree[0])
+                grad_diff = max(_rowwise_difference(g, r) for g, r in zip(agree[1:], ref_agree[1:], strict=True))
+                bad_rule = _unexpected_nonfinite(stable, wide, dtype)
+                tol = TOLERANCE[dtype_name]
+                ok = loss_diff <= tol and grad_diff <= tol and bad_rule == 0 and _nonfinite(agree) == 0
+                rows.append(
+                    Row(
+                        case.name,
+                        case.labels,
+                        impl_name,
+                        dtype_name,
+                        loss_diff,
+                        grad_diff,
+                        _nonfinite(ref_stable),
+                        bad_rule,
+                        ok,
                     )
+                )
     return rows
 
 
@@ -310,34 +323,52 @@ class PrecisionRow:
 
 
 def run_precision(
-    dtypes: Sequence[str], points: int, fuzz: int = 0, seed: int = 0, costs: Collection[str] | None = None
+    dtypes: Sequence[str],
+    points: int,
+    fuzz: int = 0,
+    seed: int = 0,
+    costs: Collection[str] | None = None,
+    fuzz_widths: Sequence[int] = _precision.FUZZ_WIDTHS,
 ) -> tuple[list[PrecisionRow], dict]:
     """Scores every implementation against mpmath on the sweeps and on ``fuzz`` random rows per
-    dtype (of ``costs`` if given); returns the rows and per-row errors for plots."""
+    dtype (of ``costs`` if given); returns the rows and per-row errors for plots.
+
+    Each dtype's sweeps are one compiled program, traced and compiled on a second thread while
+    this one computes the exact values in mpmath (XLA's compiler releases the GIL).
+    """
     rows: list[PrecisionRow] = []
     curves: dict[str, dict[str, Any]] = {}
-    for dtype_name in dtypes:
-        with jax.enable_x64(dtype_name == "float64"):
+    plans = []
+    with ThreadPoolExecutor(max_workers=2) as compiler:
+        for dtype_name in dtypes:
+            dtype = jnp.dtype(dtype_name)
+            tagged = [(d, d.labels) for d in _precision.draws(dtype, points, seed, costs)]
+            tagged += [(d, f"{d.labels}, random") for d in _precision.fuzz_draws(fuzz, dtype, seed, costs, fuzz_widths)]
+            implementations = [_precision_implementations(d.cost) for d, _ in tagged]
+            jobs = [
+                ({name: fn for name, fn in impls.items() if fn is not None}, d)
+                for impls, (d, _) in zip(implementations, tagged, strict=True)
+            ]
+            pending = compiler.submit(_with_x64(dtype_name == "float64", _precision.evaluate_many), jobs, dtype)
+            plans.append((dtype_name, tagged, implementations, pending))
+        for dtype_name, tagged, implementations, pending in plans:
             dtype = jnp.dtype(dtype_name)
             low = jnp.finfo(dtype).bits < 32
             loss_dtype = jnp.float32 if low else dtype
             grad_target = 1.0 if low else _precision.GRAD_TARGET_ULPS
-            # Generators: each sweep's exact values are computed just before it is scored.
-            tagged = itertools.chain(
-                ((s, s.labels) for s in _precision.sweeps(dtype, points, seed, costs)),
-                ((s, f"{s.labels}, random") for s in _precision.fuzz_sweeps(fuzz, dtype, seed, costs)),
-            )
-            for sweep, label_name in tagged:
-                print(f"  precision {sweep.cost} {label_name} {dtype_name} ...", file=sys.stderr, flush=True)
+            sweeps = []
+            for draw, label_name in tagged:
+                print(f"  precision {draw.cost} {label_name} {dtype_name} ...", file=sys.stderr, flush=True)
+                sweeps.append(_precision.make_sweep(draw.cost, draw.labels, draw.inputs, draw.targets, dtype))
+            print(f"  precision {dtype_name}: the compiled program ...", file=sys.stderr, flush=True)
+            evaluated = pending.result()
+            for sweep, (_, label_name), impls, results in zip(sweeps, tagged, implementations, evaluated, strict=True):
                 scores: dict[str, dict[str, Any] | None] = {}
-                implementations = _precision_implementations(sweep.cost)
-                present = {name: fn for name, fn in implementations.items() if fn is not None}
-                evaluated = _precision.evaluate_many(present, sweep, dtype)
-                for name in implementations:
-                    if name not in present:
+                for name in impls:
+                    if name not in results:
                         scores[name] = None
                         continue
-                    result = _precision.score(evaluated[name], sweep, loss_dtype, dtype)
+                    result = _precision.score(results[name], sweep, loss_dtype, dtype)
                     scores[name] = asdict(result)
                     if dtype_name == "float32" and sweep.inputs.ndim == 1 and sweep.labels == "hard":
                         curves.setdefault(sweep.cost, {})[name] = (sweep.inputs.tolist(), result.row_errors)
@@ -362,6 +393,16 @@ def run_precision(
                     )
                 )
     return rows, curves
+
+
+def _with_x64(enabled: bool, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run with float64 enabled or not: the setting is per thread."""
+
+    def run_in_mode(*args: Any) -> Any:
+        with jax.enable_x64(enabled):
+            return fn(*args)
+
+    return run_in_mode
 
 
 def _merge(rows: list[PrecisionRow]) -> list[PrecisionRow]:
@@ -464,20 +505,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtypes = every if args.dtype == "all" else (args.dtype,)
     points = POINTS_FULL if args.full else POINTS_QUICK
     fuzz = FUZZ_FULL if args.full else FUZZ_QUICK
+    widths = _precision.FUZZ_WIDTHS if args.full else FUZZ_WIDTHS_QUICK
     print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
     agreement_dtypes = [d for d in dtypes if d in TOLERANCE]
+    # The agreement part is all compilation: it runs on its own thread beside the precision part.
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        agreement = beside.submit(_with_x64(False, run), agreement_dtypes, args.seed, args.cost)
+        precision_rows, curves = run_precision(dtypes, points, fuzz, args.seed, args.cost, widths)
+        rows = agreement.result()
+    precision_rows = _merge(precision_rows)
     print(
         f"\n1. agreement with jax.grad of jaxloss.reference: {ROWS}x{NUM_CLASSES} random inputs, "
         f"row-wise tolerance {TOLERANCE}; stability rows scaled {SCALES[0]:g}..{SCALES[-1]:g}"
     )
-    rows = run(agreement_dtypes, args.seed, args.cost)
     print(format_table(rows))
     print(
         f"\n2. precision against mpmath, {points} points a sweep and {fuzz} random rows a dtype: worst error "
         "in ulps as loss/gradient/label gradient; nf = non-finite where the exact result is finite"
     )
-    precision_rows, curves = run_precision(dtypes, points, fuzz, args.seed, args.cost)
-    precision_rows = _merge(precision_rows)
     print(format_precision_table(precision_rows))
     failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
     total = len(rows) + len(precision_rows)
