@@ -34,6 +34,18 @@ def _grads(cost, x, y, options, argnums):
     return jax.jit(jax.value_and_grad(total, argnums=argnums))(x, y)
 
 
+def _grads_of_both(rule, ref, x, y, options, argnums):
+    """(value, grads) of ``rule`` and of ``ref``, from one compiled program (half the compile time)."""
+
+    def both(x, y):
+        return [
+            jax.value_and_grad(lambda a, b, f=f: jnp.sum(f(a, b, **options)), argnums=argnums)(x, y)
+            for f in (rule, ref)
+        ]
+
+    return jax.jit(both)(x, y)
+
+
 def _assert_same(got, want):
     value, grads = got
     want_value, want_grads = want
@@ -97,8 +109,9 @@ def test_softmax_options_equal_autodiff_of_the_reference(namespace, case):
     name = "softmax_cross_entropy_with_integer_labels" if integer else "softmax_cross_entropy"
     argnums = 0 if integer else (0, 1)
     with jax.enable_x64(True):
-        got = _grads(getattr(RULES[namespace], name), x, y, options, argnums)
-        want = _grads(getattr(jaxloss.reference, name), x, y, options, argnums)
+        got, want = _grads_of_both(
+            getattr(RULES[namespace], name), getattr(jaxloss.reference, name), x, y, options, argnums
+        )
     _assert_same(got, want)
 
 
@@ -109,8 +122,9 @@ def test_softmax_options_equal_autodiff_of_the_reference(namespace, case):
 def test_sigmoid_options_equal_autodiff_of_the_reference(name, namespace, case):
     x, y, options = case
     with jax.enable_x64(True):
-        got = _grads(getattr(RULES[namespace], name), x, y, options, (0, 1))
-        want = _grads(getattr(jaxloss.reference, name), x, y, options, (0, 1))
+        got, want = _grads_of_both(
+            getattr(RULES[namespace], name), getattr(jaxloss.reference, name), x, y, options, (0, 1)
+        )
     _assert_same(got, want)
 
 
