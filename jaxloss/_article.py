@@ -80,17 +80,19 @@ def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array, options: 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> jax.Array:
     """:math:`-\\sum_j y'_j \\log a_j + \\alpha (\\log \\sum_p e^{z'_p})^2`, :math:`a = \\operatorname{softmax}(z')`."""
+    live = _live(logits, axes)
+    # A dead row costs 0 with a zero gradient: it is computed on zeros, not on 0/0.
+    logits = jnp.where(jnp.expand_dims(live, axes), logits, 0.0)
     if options is None:
         loss = categorical_cross_entropy(softmax(logits, axes), labels, None, axes)
-        return jnp.where(_live(logits, axes), loss, 0.0)
-    capped = _options.soft_cap(logits, options.cap)
+        return jnp.where(live, loss, 0.0)
+    capped = _options.soft_cap_classes(logits, options.cap)
     effective = _options.option_labels(capped, labels, options, axes)
     loss = categorical_cross_entropy(softmax(capped, axes), effective, None, axes)
     if options.z_loss is not None:
         total = jnp.sum(jnp.exp(capped), axis=axes)
-        live = total > 0
-        loss = loss + jnp.where(live, options.z_loss * jnp.square(jnp.log(jnp.where(live, total, 1.0))), 0.0)
-    return jnp.where(_live(logits, axes), loss, 0.0)
+        loss = loss + options.z_loss * jnp.square(jnp.log(total))
+    return jnp.where(live, loss, 0.0)
 
 
 def softmax_cross_entropy_with_integer_labels(logits: jax.Array, labels: jax.Array, aux: Any, axes: Axes) -> jax.Array:
@@ -107,7 +109,7 @@ def softmax_cross_entropy_with_integer_labels(logits: jax.Array, labels: jax.Arr
     """
     (axis,) = axes
     where, options = aux.where, aux.options
-    capped = logits if options is None else _options.soft_cap(logits, options.cap)
+    capped = logits if options is None else _options.soft_cap_classes(logits, options.cap)
     kept = capped if where is None else jnp.where(where, capped, -jnp.inf)
     total = jnp.sum(jnp.exp(kept), axis=axis)
     live = _live(kept, axes)

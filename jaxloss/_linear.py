@@ -99,7 +99,7 @@ def local_stats(
     cap = None if options is None else options.cap
 
     def block(start: Any, size: int) -> _stats.LabelStats:
-        logits = _options.soft_cap(_logits_block(hidden, weight, bias, start, size), cap)
+        logits = _options.soft_cap_classes(_logits_block(hidden, weight, bias, start, size), cap)
         return _stats.label_stats(
             logits,
             labels - start,
@@ -146,7 +146,7 @@ def backward_blocks(
         raw = _logits_block(hidden, weight, bias, start, size)
         grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
             raw,
-            _options.soft_cap(raw, cap),
+            _options.soft_cap_classes(raw, cap),
             labels - start,
             totals,
             options,

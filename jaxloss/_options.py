@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _checks
+from jaxloss import _backend, _checks
 from jaxloss._checks import Axes
 
 
@@ -160,26 +160,20 @@ def softmax_options(
     return None if all(o is None for o in options) else options
 
 
-SIGMOID_OPTIONS_DOC = """label_smoothing: ε in [0, 1]: the labels become (1 - ε) y + ε/2, as in Keras.
-      weights: per-element weights, broadcastable to the logits: the loss is w times the loss.
-      pos_weight: the weight of the positive term, broadcastable to the logits:
-        -[w₊ y log σ(z) + (1 - y) log(1 - σ(z))], torch's ``pos_weight``.
-      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2."""
-
-SOFTMAX_OPTIONS_DOC = """label_smoothing: ε in [0, 1]: the labels become (1 - ε) y + ε/C, as in torch, where C
-        counts the classes in play (not ``-inf``, not dropped by ``where``).
-      weights: per-class weights with the shape of the class axes, ``(C,)``: the loss is
-        -Σ_j w_j y_j log p_j, as in torch.
-      z_loss: α ≥ 0: adds α logsumexp(z)² per example, as in PaLM.
-      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2."""
-
-
 # --- what the options do to the inputs ---------------------------------------------------------
 
 
 def soft_cap(logits: jax.Array, cap: jax.Array | None) -> jax.Array:
-    """:math:`c \\tanh(z / c)`, the logit soft-capping of Gemma 2 (the logits when ``cap`` is None)."""
+    """:math:`c \\tanh(z / c)`, the logit soft-capping of Gemma 2 (the logits when ``cap`` is None).
+
+    ``±inf`` go to their limits ``±c``: right for a sigmoid, whose infinite logits are limits.
+    """
     return logits if cap is None else cap * jnp.tanh(logits / cap)
+
+
+def soft_cap_classes(logits: jax.Array, cap: jax.Array | None) -> jax.Array:
+    """:func:`soft_cap` for the classes of a softmax: a ``-inf`` logit is a masked class, and stays ``-inf``."""
+    return logits if cap is None else soft_cap(logits, cap) + _backend.masked_part(logits)
 
 
 def smooth_binary_labels(labels: jax.Array, smoothing: jax.Array | None) -> jax.Array:

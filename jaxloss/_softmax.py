@@ -51,7 +51,7 @@ def _soft_forward(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes
     if options is None:
         loss, stats = _soft_loss(logits, labels, axes)
     else:
-        loss, stats = _soft_loss_with_options(_options.soft_cap(logits, options.cap), labels, options, axes)
+        loss, stats = _soft_loss_with_options(_options.soft_cap_classes(logits, options.cap), labels, options, axes)
     return loss, (logits, labels, options, stats)
 
 
@@ -62,7 +62,7 @@ def _soft_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
             _seeds.softmax_cross_entropy_grad_from_stats(logits, labels, stats, axes),
             _seeds.softmax_cross_entropy_labels_grad_from_stats(logits, stats),
         )
-    capped = _options.soft_cap(logits, options.cap)
+    capped = _options.soft_cap_classes(logits, options.cap)
     return _seeds.softmax_options_grads_from_stats(logits, capped, labels, options, stats, axes)
 
 
@@ -83,7 +83,7 @@ def _integer_forward(logits: jax.Array, labels: jax.Array, aux: IntegerAux, axes
     """:math:`\\operatorname{lse}(z) - z_l = (M - z_l) + \\log1p(T)`, from the label statistics of ``_stats``."""
     (axis,) = axes
     options = aux.options
-    capped = logits if options is None else _options.soft_cap(logits, options.cap)
+    capped = logits if options is None else _options.soft_cap_classes(logits, options.cap)
     index = jnp.expand_dims(labels, axis)
     stats = _stats.label_stats(
         capped,
@@ -102,7 +102,7 @@ def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
     logits, labels, aux, totals = residuals
     (axis,) = axes
     options = aux.options
-    capped = logits if options is None else _options.soft_cap(logits, options.cap)
+    capped = logits if options is None else _options.soft_cap_classes(logits, options.cap)
     grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
         logits,
         capped,
@@ -166,7 +166,8 @@ def softmax_cross_entropy(
       weights: per-class weights with the shape of the class axes, ``(C,)``: the loss is
         -Σ_j w_j y_j log p_j, as in torch.
       z_loss: α ≥ 0: adds α logsumexp(z)² per example, as in PaLM.
-      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2.
+      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2; a ``-inf``
+        logit (a masked class) stays ``-inf``.
 
     Returns:
       The loss of each example: the broadcast shape without ``axis``.
@@ -269,7 +270,8 @@ def softmax_cross_entropy_with_integer_labels(
       ignore_index: a label value (an int, such as torch's -100) whose examples cost 0 and get a
         zero gradient, as if ``where`` dropped them.
       z_loss: α ≥ 0: adds α logsumexp(z)² per example, as in PaLM.
-      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2.
+      soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2; a ``-inf``
+        logit (a masked class) stays ``-inf``.
 
     Returns:
       The loss of each example, with the batch shape.

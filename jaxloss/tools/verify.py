@@ -370,8 +370,12 @@ def run_precision(
                         continue
                     result = _precision.score(results[name], sweep, loss_dtype, dtype)
                     scores[name] = asdict(result)
-                    if dtype_name == "float32" and sweep.inputs.ndim == 1 and sweep.labels == "hard":
+                    if dtype_name == "float32" and label_name == "hard" and sweep.inputs.ndim == 1:
                         curves.setdefault(sweep.cost, {})[name] = (sweep.inputs.tolist(), result.row_errors)
+                    if dtype_name == "float32" and label_name == "integer" and sweep.inputs.shape[-1] == 4:
+                        first = np.asarray(sweep.targets) == 0  # the rows [z, 0, -z, z/2] with label 0
+                        errors = np.asarray(result.row_errors)[first]
+                        curves.setdefault(sweep.cost, {})[name] = (sweep.inputs[first, 0].tolist(), errors.tolist())
                 ok = all(
                     s is not None
                     and s["nonfinite"] == 0
@@ -458,28 +462,57 @@ def format_precision_table(rows: Sequence[PrecisionRow]) -> str:
     )
 
 
+PLOTTED = {
+    "sigmoid_binary_cross_entropy": "logit z (labels 0 and 1)",
+    "softmax_cross_entropy_with_integer_labels": "z in the row [z, 0, -z, z/2], label 0",
+    "binary_cross_entropy": "probability a (labels 0 and 1)",
+}
+FLOOR = 1e-2  # where an error of exactly 0 ulp is drawn on the log axis
+STYLES = {  # jaxloss on top, hollow, so that forward's identical points do not hide it
+    "reference": dict(marker="x", ms=4, color="tab:red", zorder=1),
+    "optax": dict(marker="+", ms=6, color="tab:orange", zorder=2),
+    "forward": dict(marker=".", ms=3, color="tab:green", zorder=3),
+    "jaxloss": dict(marker="o", ms=6, mfc="none", color="tab:blue", zorder=4),
+}
+
+
 def save_plot(curves: dict, path: str) -> None:
-    """Saves the worst error of each element against its input (float32, labels 0 and 1)."""
+    """Saves the worst error of each element against its input (float32), one panel a cost."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    costs = [c for c in ("sigmoid_binary_cross_entropy", "binary_cross_entropy") if c in curves]
-    fig, axes = plt.subplots(1, len(costs), figsize=(6 * len(costs), 4), squeeze=False)
+    costs = [c for c in PLOTTED if c in curves]
+    fig, axes = plt.subplots(1, len(costs), figsize=(6 * len(costs), 4.5), squeeze=False)
     for ax, cost in zip(axes[0], costs, strict=True):
-        for name, (xs, errs) in curves[cost].items():
-            x = np.asarray(xs, np.float64)
-            e = np.asarray(errs, np.float64)
+        for name in [n for n in STYLES if n in curves[cost]]:
+            xs, errs = curves[cost][name]
+            x, e = np.asarray(xs, np.float64), np.asarray(errs, np.float64)
             keep = np.isfinite(x)
-            ax.plot(x[keep], np.clip(e[keep], 1e-2, 1e9), ".", label=name, alpha=0.7)
-        ax.set_xscale("symlog", linthresh=1e-5) if cost != "binary_cross_entropy" else ax.set_xscale("log")
+            ax.plot(x[keep], np.clip(e[keep], FLOOR, 1e9), ls="none", label=name, **STYLES[name])
+        if cost == "binary_cross_entropy":
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=1e-5)
+            ticks = [-1e4, -1e1, -1e-2, 0.0, 1e-2, 1e1, 1e4]
+            ax.set_xticks(ticks, ["-1e4", "-10", "-0.01", "0", "0.01", "10", "1e4"])
         ax.set_yscale("log")
-        ax.axhline(_precision.TARGET_ULPS, color="k", lw=0.8, ls="--")
-        ax.set_xlabel("probability" if cost == "binary_cross_entropy" else "logit")
+        ax.axhline(
+            _precision.TARGET_ULPS, color="k", lw=0.8, ls="--", label=f"loss bound, {_precision.TARGET_ULPS:g} ulp"
+        )
+        ax.axhline(
+            _precision.GRAD_TARGET_ULPS,
+            color="k",
+            lw=0.8,
+            ls=":",
+            label=f"gradient bound, {_precision.GRAD_TARGET_ULPS:g} ulp",
+        )
+        ax.axhline(FLOOR, color="0.6", lw=0.6, label=f"exact (0 ulp), drawn at {FLOOR:g}")
+        ax.set_xlabel(PLOTTED[cost])
         ax.set_ylabel("worst error of loss and gradients (ulp)")
-        ax.set_title(f"{cost}, float32, labels 0 and 1")
-        ax.legend()
+        ax.set_title(f"{cost}, float32", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -501,6 +534,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cost", action="append", choices=sorted({c.name for c in CASES}), help="only these costs (repeatable)"
     )
     args = parser.parse_args(argv)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install 'jaxloss[plot]' (or matplotlib)")
     every = ("float32", "float64", "bfloat16", "float16") if args.full else ("float32", "float64")
     dtypes = every if args.dtype == "all" else (args.dtype,)
     points = POINTS_FULL if args.full else POINTS_QUICK
