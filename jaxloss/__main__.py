@@ -29,6 +29,24 @@ def versions() -> str:
     return f"jaxloss {jaxloss.__version__} (jax {jax.__version__}, jaxlib {jaxlib.__version__})"
 
 
+def machine() -> str:
+    """The host's processor and core count, and the accelerator JAX sees, on one line."""
+    import os
+    import platform
+
+    import jax
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = jax.devices()[0]
+    accelerator = "" if device.platform == "cpu" else f", {device.device_kind}"
+    return f"{model}, {os.cpu_count()} cores{accelerator}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatches to a subcommand."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -18,8 +18,13 @@ INF = np.inf
 
 
 def _loss_and_grad(cost, x, *args, **kwargs):
-    loss = cost(x, *args, **kwargs)
-    grad = jax.grad(lambda x: jnp.sum(cost(x, *args, **kwargs)))(x)
+    """The losses of ``cost`` and the gradient of their sum, from one compiled program."""
+
+    def total(x):
+        loss = cost(x, *args, **kwargs)
+        return jnp.sum(loss), loss
+
+    grad, loss = jax.jit(jax.grad(total, has_aux=True))(x)
     return np.asarray(loss), np.asarray(grad)
 
 

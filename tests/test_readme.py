@@ -92,6 +92,18 @@ def test_verify_json_records_the_versions_and_the_summary_and_it_shows_progress(
     assert record["versions"].startswith(f"jaxloss {jaxloss.__version__} (jax {jax.__version__}")
     assert record["failed"] == 0 and record["passed"] == len(record["agreement"]) + len(record["precision"]) > 0
     assert {row["cost"] for row in record["precision"]} == {"binary_cross_entropy"}
+    assert record["machine"] and record["seconds"] > 0 and record["command"].startswith("jaxloss verify --dtype")
+    # The README's regions regenerate from this record, and only the regions change.
+    from jaxloss.tools import readme
+
+    regions = readme.verify_regions(record)
+    assert "binary_cross_entropy" in regions["verify-float32"] and record["machine"] in regions["verify-summary"]
+    text = "keep\n<!-- begin: verify-float32 -->\nold\n<!-- end: verify-float32 -->\nkeep too\n"
+    rewritten = readme.replace_regions(text, {"verify-float32": regions["verify-float32"]})
+    assert rewritten.startswith("keep\n<!-- begin: verify-float32 -->\n```\n") and "old" not in rewritten
+    assert rewritten.endswith("```\n<!-- end: verify-float32 -->\nkeep too\n")
+    with pytest.raises(ValueError, match="no region 'verify-summary'"):
+        readme.replace_regions(text, {"verify-summary": "x"})
     # Progress on stderr: one line a dtype of the agreement part and one a sweep, as bench does.
     assert "  agreement float32: 2 cases ...\n" in result.stderr
     assert "  precision binary_cross_entropy hard float32 ...\n" in result.stderr

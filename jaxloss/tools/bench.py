@@ -545,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--steps-only", action="store_true", help="time the whole steps only")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     if args.sharded:
         jax.config.update("jax_num_cpu_devices", 8)  # before the backend starts; CPU only
         print(sharded_communication(4096, 512, 32768))
@@ -588,9 +589,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  V={vocab:<7d} fused {fused:8.1f}  unfused {unfused:9.1f}  ratio {unfused / fused:6.1f}")
         plot_linear_memory(args.memory_plot, rows, dim, MEMORY_VOCABS, curves)
     if args.json:
+        from jaxloss.__main__ import machine, versions
+
         with open(args.json, "w") as f:
             json.dump(
                 {
+                    "versions": versions(),
+                    "machine": machine(),
+                    "command": "jaxloss bench " + " ".join(sys.argv[2:] if argv is None else argv),
+                    "seconds": time.perf_counter() - started,
                     "backend": jax.default_backend(),
                     "device": device.device_kind,
                     "results": [asdict(r) for r in results],

@@ -26,6 +26,7 @@ import argparse
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -534,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cost", action="append", choices=sorted({c.name for c in CASES}), help="only these costs (repeatable)"
     )
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -565,12 +567,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
     total = len(rows) + len(precision_rows)
     if args.json:
-        from jaxloss.__main__ import versions
+        from jaxloss.__main__ import machine, versions
 
         with open(args.json, "w") as f:
             json.dump(
                 {
                     "versions": versions(),
+                    "machine": machine(),
+                    "command": "jaxloss verify " + " ".join(sys.argv[2:] if argv is None else argv),
+                    "seconds": time.perf_counter() - started,
                     "device": jax.devices()[0].device_kind,
                     "passed": total - len(failed),
                     "failed": len(failed),
