@@ -70,7 +70,7 @@ def replace_regions(text: str, regions: dict[str, str]) -> str:
         pattern = re.compile(rf"(<!-- begin: {re.escape(name)} -->\n).*?(\n<!-- end: {re.escape(name)} -->)", re.S)
         if not pattern.search(text):
             raise ValueError(f"the README has no region {name!r}")
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)  # noqa: B023 (used at once)
     return text
 
 
