@@ -107,3 +107,64 @@ def test_verify_json_records_the_versions_and_the_summary_and_it_shows_progress(
     # Progress on stderr: one line a dtype of the agreement part and one a sweep, as bench does.
     assert "  agreement float32: 2 cases ...\n" in result.stderr
     assert "  precision binary_cross_entropy hard float32 ...\n" in result.stderr
+
+
+def test_readme_has_every_region_the_readme_tool_rewrites():
+    from jaxloss.tools import readme
+
+    text = README.read_text()
+    names = [*readme.verify_regions(_RECORD), "bench-summary", "bench-steps", "bench-costs"]
+    for name in names:
+        assert text.count(f"<!-- begin: {name} -->\n") == 1 and text.count(f"\n<!-- end: {name} -->") == 1, name
+
+
+_RECORD = {
+    "passed": 1,
+    "failed": 0,
+    "command": "jaxloss verify",
+    "machine": "a CPU",
+    "versions": "v",
+    "seconds": 1.0,
+    "precision": [],
+}
+
+
+def test_verify_plot_fails_first_without_matplotlib_naming_the_extra(tmp_path):
+    script = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from jaxloss.tools import verify\n"
+        f"verify.main(['--plot', {str(tmp_path / 'plot.png')!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--plot needs matplotlib: pip install 'jaxloss[plot]'" in result.stderr
+    assert "precision" not in result.stderr  # it stopped before computing anything
+
+
+def test_verify_plot_has_a_panel_a_cost_with_the_bounds_and_the_zero_floor_in_the_legend(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from jaxloss.tools import verify
+
+    xs = [-10.0, 0.0, 10.0]
+    curves = {
+        cost: {name: (xs, [0.0, 1.0, 3.0]) for name in ("jaxloss", "forward", "reference", "optax")}
+        for cost in verify.PLOTTED
+    }
+    verify.save_plot(curves, str(tmp_path / "plot.png"))
+    fig = plt.gcf()
+    assert (tmp_path / "plot.png").stat().st_size > 0
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == [f"{cost}, float32" for cost in verify.PLOTTED]
+    for ax in axes:
+        labels = ax.get_legend_handles_labels()[1]
+        assert {"jaxloss", "forward", "loss bound, 2 ulp", "gradient bound, 4 ulp"} <= set(labels), labels
+        assert any(label.startswith("exact (0 ulp), drawn at") for label in labels), labels
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert lines["jaxloss"].get_zorder() > lines["forward"].get_zorder()  # jaxloss is drawn on top
+        assert lines["jaxloss"].get_markerfacecolor() == "none"  # and hollow, so forward shows inside
+        assert min(lines["jaxloss"].get_ydata()) == verify.FLOOR  # a zero error sits on the labelled floor
+        if ax.get_xscale() == "symlog":
+            assert len(ax.get_xticks()) <= 7  # sparse enough not to run into each other
+    plt.close(fig)
