@@ -352,15 +352,21 @@ def run_precision(
             ]
             pending = compiler.submit(_with_x64(dtype_name == "float64", _precision.evaluate_many), jobs, dtype)
             plans.append((dtype_name, tagged, implementations, pending))
-        for dtype_name, tagged, implementations, pending in plans:
+        # Every dtype's exact values first, while the programs compile; then the scores.
+        exact = []
+        for dtype_name, tagged, _, _ in plans:
+            sweeps = []
+            for draw, label_name in tagged:
+                print(f"  precision {draw.cost} {label_name} {dtype_name} ...", file=sys.stderr, flush=True)
+                sweeps.append(
+                    _precision.make_sweep(draw.cost, draw.labels, draw.inputs, draw.targets, jnp.dtype(dtype_name))
+                )
+            exact.append(sweeps)
+        for (dtype_name, tagged, implementations, pending), sweeps in zip(plans, exact, strict=True):
             dtype = jnp.dtype(dtype_name)
             low = jnp.finfo(dtype).bits < 32
             loss_dtype = jnp.float32 if low else dtype
             grad_target = 1.0 if low else _precision.GRAD_TARGET_ULPS
-            sweeps = []
-            for draw, label_name in tagged:
-                print(f"  precision {draw.cost} {label_name} {dtype_name} ...", file=sys.stderr, flush=True)
-                sweeps.append(_precision.make_sweep(draw.cost, draw.labels, draw.inputs, draw.targets, dtype))
             print(f"  precision {dtype_name}: the compiled program ...", file=sys.stderr, flush=True)
             evaluated = pending.result()
             for sweep, (_, label_name), impls, results in zip(sweeps, tagged, implementations, evaluated, strict=True):
