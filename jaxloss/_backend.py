@@ -72,12 +72,6 @@ def nonnegative_part(x: jax.Array) -> jax.Array:
     return jnp.maximum(x, -0.0)
 
 
-def masked_part(x: jax.Array) -> jax.Array:
-    """``-inf`` where ``x`` is ``-inf``, else 0 (NaN stays NaN): ``min(x, -largest) + largest`` (rule 1)."""
-    largest = jnp.finfo(x.dtype).max
-    return jnp.minimum(x, -largest) + largest
-
-
 def times_infinity(value: jax.Array, weight: jax.Array) -> jax.Array:
     """``value * weight`` for ``value`` in [0, +inf], with the limit ``inf * 0 = 0``, arithmetic only (rule 1).
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _backend, _checks
+from jaxloss import _checks
 from jaxloss._checks import Axes
 
 
@@ -172,8 +172,14 @@ def soft_cap(logits: jax.Array, cap: jax.Array | None) -> jax.Array:
 
 
 def soft_cap_classes(logits: jax.Array, cap: jax.Array | None) -> jax.Array:
-    """:func:`soft_cap` for the classes of a softmax: a ``-inf`` logit is a masked class, and stays ``-inf``."""
-    return logits if cap is None else soft_cap(logits, cap) + _backend.masked_part(logits)
+    """:func:`soft_cap` for the classes of a softmax: a ``-inf`` logit is a masked class, and stays ``-inf``.
+
+    A plain select. The arithmetic form ``c tanh(z/c) + (min(z, -largest) + largest)`` was
+    measured against it (value_and_grad, ``soft_cap=30``, float32, one run): soft labels at
+    2048x8192 146 ms and 64 MB of temporaries with the select, 162 ms and 128 MB with the
+    arithmetic; integer labels 102 ms and 105 ms, 64 MB both.
+    """
+    return logits if cap is None else jnp.where(logits == -jnp.inf, -jnp.inf, soft_cap(logits, cap))
 
 
 def smooth_binary_labels(labels: jax.Array, smoothing: jax.Array | None) -> jax.Array:

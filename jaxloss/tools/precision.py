@@ -3,7 +3,7 @@
 Inputs (``quick``; ``full`` uses more points):
 
 * logits log-spaced over ±1e-5 … ±1e4, plus 0 and ±inf; rows ``[t, 0, -t, t/2]``, whose
-  differences are exact, their mirror images, random rows of 2 to 100 classes at scales up to
+  differences are exact, their mirror images, random rows of 2, 10 and 128 classes at scales up to
   1e4, and rows with ``+inf`` and ``-inf`` entries;
 * probabilities log-spaced from 1e-30 up to 1 - 1e-7, plus exactly 0 and 1;
 * hard labels (0/1, one-hot, integer) and soft labels.

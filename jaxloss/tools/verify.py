@@ -223,7 +223,7 @@ def run(
             ]
             with jax.enable_x64(True):
                 wide_jobs = [
-                    ({"jaxloss": getattr(jaxloss, c.name)}, draw) for c, draw in zip(cases, rounded, strict=True)
+                    ({"jaxloss": _functions(c)["jaxloss"]}, draw) for c, draw in zip(cases, rounded, strict=True)
                 ]
                 wides = [result["jaxloss"] for result in _precision.evaluate_many(wide_jobs, jnp.float64)]
         for case, result, wide in zip(cases, results, wides, strict=True):
