@@ -519,8 +519,10 @@ def save_plot(curves: dict, path: str) -> None:
         ax.set_xlabel(PLOTTED[cost])
         ax.set_ylabel("worst error of loss and gradients (ulp)")
         ax.set_title(f"{cost}, float32", fontsize=10)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+    # One legend for the figure, below the panels, where it hides no point.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
 
 
