@@ -113,7 +113,7 @@ def test_readme_has_every_region_the_readme_tool_rewrites():
     from jaxloss.tools import readme
 
     text = README.read_text()
-    names = [*readme.verify_regions(_RECORD), "bench-summary", "bench-steps", "bench-costs"]
+    names = [*readme.verify_regions(_RECORD), "bench-summary", "bench-steps", "bench-costs", "bench-linear-memory"]
     for name in names:
         assert text.count(f"<!-- begin: {name} -->\n") == 1 and text.count(f"\n<!-- end: {name} -->") == 1, name
 

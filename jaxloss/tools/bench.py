@@ -581,9 +581,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.extend(bench_linear(rows, dim, vocab, jnp.dtype(dtype), max(3, repeats // 3)))
     if results:
         print(format_results(results))
+    memory = None
     if args.memory_plot:
         rows, dim = FULL_LINEAR[0][:2]
         curves = linear_memory(rows, dim, MEMORY_VOCABS)
+        memory = {"rows": rows, "dim": dim, "vocabs": list(MEMORY_VOCABS), **curves}
         print(f"linear_cross_entropy temporaries (MiB) at N={rows}, D={dim}, float32:")
         for vocab, fused, unfused in zip(MEMORY_VOCABS, curves["jaxloss"], curves["unfused"], strict=True):
             print(f"  V={vocab:<7d} fused {fused:8.1f}  unfused {unfused:9.1f}  ratio {unfused / fused:6.1f}")
@@ -602,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "device": device.device_kind,
                     "results": [asdict(r) for r in results],
                     "steps": step_rows,
+                    "linear_memory": memory,
                 },
                 f,
                 indent=1,

@@ -2,7 +2,9 @@
 
     jaxloss verify --json verify.json
     jaxloss bench --steps --json bench.json
-    python -m jaxloss.tools.readme --verify verify.json --bench bench.json [README.md]
+    jaxloss bench --cost linear_cross_entropy --memory-plot memory.png --json memory.json
+    python -m jaxloss.tools.readme --verify verify.json --bench bench.json --memory memory.json \
+        --figures notebooks/figures [README.md]
 
 Each generated region of the README sits between ``<!-- begin: NAME -->`` and
 ``<!-- end: NAME -->``; everything between them is replaced, and nothing outside them. Every
@@ -11,7 +13,10 @@ number in it comes from that one run. Regions:
 
 * ``verify-summary`` and ``verify-float32``: the pass count and the float32 precision table;
 * ``bench-summary``, ``bench-steps`` and ``bench-costs``: the training steps and the isolated
-  costs (the ``forward`` and ``reference`` rows left out, as the README does).
+  costs (the ``forward`` and ``reference`` rows left out, as the README does);
+* ``bench-linear-memory``: ``linear_cross_entropy``'s temporaries against the vocabulary, from a
+  run with ``--memory-plot`` (``--memory``), which ``--figures DIR`` redraws as
+  ``DIR/linear_memory.png``.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def verify_regions(record: dict[str, Any]) -> dict[str, str]:
 
 
 def bench_regions(record: dict[str, Any]) -> dict[str, str]:
-    """The bench regions from ``jaxloss bench --json``."""
+    """The step and cost regions from ``jaxloss bench --json``."""
     results = [
         _bench.Result(**{**r, "shape": tuple(r["shape"])})
         for r in record["results"]
@@ -62,6 +67,28 @@ def bench_regions(record: dict[str, Any]) -> dict[str, str]:
     if results:
         regions["bench-costs"] = "```\n" + _bench.format_results(results) + "\n```"
     return regions
+
+
+def memory_regions(record: dict[str, Any], figures: str | None = None) -> dict[str, str]:
+    """The memory region from ``jaxloss bench --memory-plot PATH --json``; with ``figures``, the
+    plot is redrawn there as ``linear_memory.png`` (needs matplotlib)."""
+    memory = record.get("linear_memory")
+    if not memory:
+        raise ValueError("the bench record has no linear_memory: run bench with --memory-plot")
+    lines = [
+        f"From {_run(record)}; N={memory['rows']}, D={memory['dim']}, float32:",
+        "",
+        "| V | fused | logits, then the cost | ratio |",
+        "|---|---|---|---|",
+    ]
+    for vocab, fused, unfused in zip(memory["vocabs"], memory["jaxloss"], memory["unfused"], strict=True):
+        lines.append(f"| {vocab} | {fused:.1f} MiB | {unfused:.0f} MiB | {unfused / fused:.0f}× |")
+    if figures:
+        curves = {name: memory[name] for name in ("jaxloss", "unfused")}
+        _bench.plot_linear_memory(
+            f"{figures}/linear_memory.png", memory["rows"], memory["dim"], memory["vocabs"], curves
+        )
+    return {"bench-linear-memory": "\n".join(lines)}
 
 
 def replace_regions(text: str, regions: dict[str, str]) -> str:
@@ -79,10 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("readme", nargs="?", default="README.md", help="the file to rewrite (default README.md)")
     parser.add_argument("--verify", metavar="JSON", help="the JSON of one `jaxloss verify --json` run")
     parser.add_argument("--bench", metavar="JSON", help="the JSON of one `jaxloss bench --json` run")
+    parser.add_argument("--memory", metavar="JSON", help="the JSON of a `jaxloss bench --memory-plot P --json` run")
+    parser.add_argument("--figures", metavar="DIR", help="redraw the memory figure into this folder")
     args = parser.parse_args(argv)
     makers: list[tuple[str | None, Callable[[dict[str, Any]], dict[str, str]]]] = [
         (args.verify, verify_regions),
         (args.bench, bench_regions),
+        (args.memory, lambda record: memory_regions(record, args.figures)),
     ]
     regions: dict[str, str] = {}
     for path, make in makers:
