@@ -169,3 +169,15 @@ def test_verify_plot_has_a_panel_a_cost_with_the_bounds_and_the_zero_floor_in_th
         if ax.get_xscale() == "symlog":
             assert len(ax.get_xticks()) <= 7  # sparse enough not to run into each other
     plt.close(fig)
+
+
+def test_readme_tool_makes_the_memory_table_from_a_memory_plot_run_and_refuses_other_runs():
+    from jaxloss.tools import readme
+
+    record = {**_RECORD, "command": "jaxloss bench --memory-plot m.png", "results": [], "steps": []}
+    with pytest.raises(ValueError, match="no linear_memory"):
+        readme.memory_regions(record)
+    record["linear_memory"] = {"rows": 8, "dim": 4, "vocabs": [16, 32], "jaxloss": [1.0, 1.0], "unfused": [2.0, 4.0]}
+    table = readme.memory_regions(record)["bench-linear-memory"]
+    assert table.startswith("From `jaxloss bench --memory-plot m.png` on a CPU") and "N=8, D=4" in table
+    assert "| 16 | 1.0 MiB | 2 MiB | 2× |" in table and "| 32 | 1.0 MiB | 4 MiB | 4× |" in table
