@@ -102,7 +102,7 @@ def sigmoid_cases(draw):
 
 
 @pytest.mark.parametrize("namespace", list(RULES))
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(case=softmax_cases())
 def test_softmax_options_equal_autodiff_of_the_reference(namespace, case):
     x, y, integer, options = case
@@ -117,7 +117,7 @@ def test_softmax_options_equal_autodiff_of_the_reference(namespace, case):
 
 @pytest.mark.parametrize("name", ["sigmoid_binary_cross_entropy", "sigmoid_multilabel_cross_entropy"])
 @pytest.mark.parametrize("namespace", list(RULES))
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(case=sigmoid_cases())
 def test_sigmoid_options_equal_autodiff_of_the_reference(name, namespace, case):
     x, y, options = case
