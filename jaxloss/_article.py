@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _options
+from jaxloss import _clamp, _options
 
 Axes = tuple[int, ...]
 
@@ -52,22 +52,17 @@ def _live(logits: jax.Array, axes: Axes) -> jax.Array:
     return jnp.any(logits != -jnp.inf, axis=axes)
 
 
-def _in_domain(probs: jax.Array) -> jax.Array:
-    """``probs``, NaN outside [0, 1]: such values are not probabilities (every namespace's convention)."""
-    return jnp.where((probs >= 0) & (probs <= 1), probs, jnp.nan)
-
-
 def binary_cross_entropy(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> jax.Array:
     """:math:`-[y \\log a + (1 - y) \\log(1 - a)]`, with ``0 log 0 = 0``."""
     del limits, axes
-    probs = _in_domain(probs)
+    probs = _clamp.outside_as_nan(probs)
     return -(_y_log_a(probs, labels) + _y_log_a(1.0 - probs, 1.0 - labels))
 
 
 def categorical_cross_entropy(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> jax.Array:
     """:math:`-\\sum_j y_j \\log a_j`."""
     del limits
-    probs = _in_domain(probs)
+    probs = _clamp.outside_as_nan(probs)
     return -jnp.sum(_y_log_a(probs, labels), axis=axes)
 
 

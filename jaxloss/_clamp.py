@@ -29,4 +29,10 @@ def clamp_probs(probs: jax.Array, *, upper: bool, limits: jax.Array | None = Non
     if limits is None:
         limits = probability_limits(probs.dtype, probs.dtype)
     clamped = jnp.clip(probs, limits[0], limits[1] if upper else 1.0)
-    return jnp.where((probs < 0) | (probs > 1), jnp.nan, clamped)
+    return outside_as_nan(probs, clamped)
+
+
+def outside_as_nan(probs: jax.Array, values: jax.Array | None = None) -> jax.Array:
+    """``values`` (``probs`` itself by default), NaN where ``probs`` is outside [0, 1]: such
+    values are not probabilities. Every namespace follows this, the reference included."""
+    return jnp.where((probs < 0) | (probs > 1), jnp.nan, probs if values is None else values)

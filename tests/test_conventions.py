@@ -14,6 +14,7 @@ import jaxloss
 
 NAMESPACES = {"jaxloss": jaxloss, "jaxloss.forward": jaxloss.forward, "jaxloss.reference": jaxloss.reference}
 SOFTMAX = ("softmax_cross_entropy", "safe_softmax_cross_entropy")
+PROBABILITY = ("binary_cross_entropy", "categorical_cross_entropy", "multilabel_cross_entropy")
 INF = np.inf
 
 
@@ -145,3 +146,14 @@ def test_a_minus_inf_bias_masks_a_class_of_the_fused_output_layer_under_the_soft
     loss = jaxloss.linear_cross_entropy(hidden, weight, jnp.array([2]), bias=bias, soft_cap=1.0)
     want = jaxloss.softmax_cross_entropy_with_integer_labels(hidden @ weight[:, [0, 2]], jnp.array([1]), soft_cap=1.0)
     np.testing.assert_allclose(np.asarray(loss), np.asarray(want), rtol=1e-6)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_probabilities_outside_zero_one_give_nan(namespace):
+    ns = NAMESPACES[namespace]
+    probs = jnp.array([[1.5, 0.25], [-0.5, 0.5], [INF, 0.5], [0.5, 0.5]])
+    labels = jnp.array([[0.0, 1.0]] * 4)
+    for name in PROBABILITY:
+        loss = np.asarray(getattr(ns, name)(probs, labels))
+        assert np.isnan(loss[:3]).all() if loss.ndim == 1 else np.isnan(loss[:3]).any(-1).all(), (name, loss)
+        assert np.isfinite(loss[3]).all(), (name, loss)
