@@ -293,6 +293,35 @@ def validate(
     return h, w, classes, b, mask
 
 
+def class_options(
+    compute: Any,
+    classes: int,
+    *,
+    label_smoothing: float | jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike | None,
+    z_loss: float | jax.typing.ArrayLike,
+    soft_cap: float | jax.typing.ArrayLike | None,
+) -> _options.SoftmaxOptions | None:
+    """The softmax options, checked against one row of ``classes`` logits (``weights``: shape ``(classes,)``)."""
+    probe = jnp.zeros((1, classes), compute)
+    return _options.softmax_options(
+        probe, (1,), label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+
+
+def counted_rows(classes: jax.Array, mask: jax.Array | None, ignore_index: int | None) -> tuple[jax.Array, jax.Array]:
+    """Which rows count (kept by ``where``, label not ``ignore_index``), and labels that are valid where they do not.
+
+    A row that does not count has its label replaced by 0, so that its (unused) statistics are
+    finite and its zero cotangent gives a zero gradient, not ``0 * NaN``.
+    """
+    counts = jnp.ones(classes.shape, bool) if mask is None else mask
+    if ignore_index is not None:
+        _checks.require_label_value(ignore_index, classes, "ignore_index")
+        counts = counts & (classes != ignore_index)
+    return counts, jnp.where(counts, classes, 0)
+
+
 def linear_cross_entropy(
     hidden: jax.typing.ArrayLike,
     weight: jax.typing.ArrayLike,
@@ -346,18 +375,13 @@ def linear_cross_entropy(
     h, w, classes, b, mask = validate(hidden, weight, labels, bias, where, block_size)
     compute = compute_dtype(h, w)
     vocab = w.shape[1]
-    probe = jnp.zeros((1, vocab), compute)  # the options are checked against one row of logits
-    options = _options.softmax_options(
-        probe, (1,), label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    options = class_options(
+        compute, vocab, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
     batch = h.shape[:-1]
     rows = math.prod(batch)
-    counts = jnp.ones(batch, bool) if mask is None else mask
-    if ignore_index is not None:
-        _checks.require_label_value(ignore_index, classes, "ignore_index")
-        counts = counts & (classes != ignore_index)
+    counts, classes = counted_rows(classes, mask, ignore_index)
     flat_h = h.reshape(rows, h.shape[-1])
-    flat_labels = jnp.where(counts, classes, 0).reshape(rows)
     width = block_columns(rows, vocab, jnp.dtype(compute).itemsize, block_size)
-    loss = fused(flat_h, w, b, flat_labels, counts.reshape(rows), options, width)
+    loss = fused(flat_h, w, b, classes.reshape(rows), counts.reshape(rows), options, width)
     return loss.reshape(batch)

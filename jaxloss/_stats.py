@@ -166,6 +166,9 @@ def label_stats(
     exps = jnp.exp(shifted_logits(kept, row_max))
     classes = jax.lax.broadcasted_iota(logits.dtype, logits.shape, axis)
     others = jnp.sum(exps * _backend.not_equal_indicator(classes, labels.astype(logits.dtype)), axis, keepdims=True)
+    # Classes that are all -inf here (a dead row, or a block or shard of masked classes in a live
+    # row) hold no probability: R = 0, not the NaN of (-inf) - (-inf), so that joins stay finite.
+    others = jnp.where(live_rows(row_max), others, 0.0)
     num_classes = logits.shape[axis]
 
     def at_label(values: jax.Array) -> jax.Array:

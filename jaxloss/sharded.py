@@ -6,9 +6,14 @@ are global class ids, the same on every device. Per token, the forward pass comm
 O(1) numbers and never the logits:
 
 1. ``pmax`` of the local maximum :math:`m_i`, giving :math:`M`;
-2. one ``psum`` of three numbers: the local :math:`R_i e^{m_i - M}` (the sum of exponentials,
-   the label left out), the label's logit (0 on the shards that do not hold it), and a count of
-   the shards that hold it.
+2. one ``psum`` of two numbers: the local :math:`R_i e^{m_i - M}` (the sum of exponentials,
+   the label left out) and the label's logit (0 on the shards that do not hold it). Whether the
+   label is a class at all is known from the global label on every device.
+
+Three floats per token, Megatron-LM's count. The training options add only what they need to
+the same ``psum``: the label's weight (``weights``); the count of classes in play and
+:math:`Q = \sum_j w_j (M - z_j)` (``label_smoothing``, exact over the whole vocabulary; with
+``weights``, also :math:`\sum_j w_j`). ``z_loss``, ``soft_cap`` and ``ignore_index`` add nothing.
 
 From these the loss is formed as on one device, :math:`(M - z_l) + \\log1p(T)`, with the same
 exactness (``_stats``). The backward pass needs no communication for the logits:
@@ -28,7 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _linear, _seeds, _stats
+from jaxloss import _checks, _linear, _options, _seeds, _stats
 
 __all__ = ["linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
 
@@ -43,42 +48,92 @@ def split_along(array: jax.Array, axis: int) -> bool:
     return spec is not None and len(spec) > axis and spec[axis] is not None
 
 
-def _combine(stats: _stats.LabelStats, axis_name: Any) -> _stats.LabelStats:
-    """The statistics of the whole vocabulary from each shard's: one ``pmax``, then one ``psum`` of the rest."""
+def _combine(stats: _stats.LabelStats, in_range: jax.Array, axis_name: Any) -> _stats.LabelStats:
+    """The statistics of the whole vocabulary from each shard's: one ``pmax``, then one ``psum`` of the rest.
+
+    Per row, the ``psum`` carries :math:`R_i e^{m_i - M}` and the label's logit (0 on the
+    shards that do not hold it), plus what the options need: the label's weight (``weights``),
+    and the count of classes in play and :math:`Q` (``label_smoothing``; with ``weights``, also
+    their sum). Whether the label is a class at all is known on every device from the global
+    label (``in_range``), so it is not sent; without class weights the weight in play is the
+    count in play, so it is not sent twice.
+    """
     row_max = jax.lax.pmax(stats.max, axis_name)
-    local = _stats.sums(_stats.relative_to(stats, row_max))
+    unweighted = stats.label_weight is None
+    local = _stats.sums(_stats.relative_to(stats, row_max))._replace(has_label=None)
+    if unweighted:
+        local = local._replace(weight_in_play=None)
     leaves, tree = jax.tree.flatten(local)
-    summed = jax.lax.psum(jnp.stack(leaves), axis_name)
-    return jax.tree.unflatten(tree, list(summed))._replace(max=row_max)
+    summed = jax.tree.unflatten(tree, list(jax.lax.psum(jnp.stack(leaves), axis_name)))
+    summed = summed._replace(max=row_max, has_label=in_range.astype(row_max.dtype))
+    if unweighted:
+        summed = summed._replace(weight_in_play=summed.in_play)
+    return summed
 
 
 def _shard_offset(local_classes: int, axis_name: Any) -> jax.Array:
     return jax.lax.axis_index(axis_name) * local_classes
 
 
+def _local_labels(labels: jax.Array, local_classes: int, axis_name: Any) -> tuple[jax.Array, jax.Array]:
+    """The labels counted from this shard's first class, shape (rows, 1), and whether each is a class at all."""
+    in_range = (labels >= 0) & (labels < local_classes * jax.lax.axis_size(axis_name))
+    return (labels - _shard_offset(local_classes, axis_name))[:, None], in_range[:, None]
+
+
+def _smoothing(options: _options.SoftmaxOptions | None) -> bool:
+    return options is not None and options.smoothing is not None
+
+
+def _cap(options: _options.SoftmaxOptions | None) -> jax.Array | None:
+    return None if options is None else options.cap
+
+
+def _class_weights(options: _options.SoftmaxOptions | None) -> jax.Array | None:
+    return None if options is None else options.weights
+
+
 # --- logits split over the vocabulary ------------------------------------------------------------
 
 
-def _integer_forward(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> tuple[jax.Array, Any]:
-    local = (labels - _shard_offset(logits.shape[1], axis_name))[:, None]
-    stats = _combine(_stats.label_stats(logits, local, 1, whole_row=False), axis_name)
-    loss, totals = _stats.label_loss(stats, None)
-    return jnp.where(counts, loss[:, 0], 0.0), (logits, local, counts, totals)
+def _integer_forward(
+    logits: jax.Array,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    axis_name: Any,
+) -> tuple[jax.Array, Any]:
+    local, in_range = _local_labels(labels, logits.shape[1], axis_name)
+    capped = _options.soft_cap_classes(logits, _cap(options))
+    stats = _stats.label_stats(
+        capped, local, 1, class_weights=_class_weights(options), smoothing=_smoothing(options), whole_row=False
+    )
+    loss, totals = _stats.label_loss(_combine(stats, in_range, axis_name), options)
+    return jnp.where(counts, loss[:, 0], 0.0), (logits, local, counts, options, totals)
 
 
-def _integer_primal(logits: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any) -> jax.Array:
-    return _integer_forward(logits, labels, counts, axis_name)[0]
+def _integer_primal(
+    logits: jax.Array,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    axis_name: Any,
+) -> jax.Array:
+    return _integer_forward(logits, labels, counts, options, axis_name)[0]
 
 
-_integer = jax.custom_vjp(_integer_primal, nondiff_argnums=(3,))
+_integer = jax.custom_vjp(_integer_primal, nondiff_argnums=(4,))
 
 
-def _integer_bwd(axis_name: Any, residuals: Any, cotangent: jax.Array) -> tuple[Any, None, None]:
+def _integer_bwd(axis_name: Any, residuals: Any, cotangent: jax.Array) -> tuple[Any, None, None, None]:
     del axis_name  # no communication: each device's classes only
-    logits, local, counts, totals = residuals
-    grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(logits, logits, local, totals, None, 1)
+    logits, local, counts, options, totals = residuals
+    capped = _options.soft_cap_classes(logits, _cap(options))
+    grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
+        logits, capped, local, totals, options, 1, class_weights=_class_weights(options)
+    )
     row_cotangent = jnp.where(counts, cotangent, 0.0)
-    return row_cotangent[:, None] * grad, None, None
+    return row_cotangent[:, None] * grad, None, None, None
 
 
 _integer.defvjp(_integer_forward, _integer_bwd)
@@ -90,13 +145,19 @@ def softmax_cross_entropy_with_integer_labels(
     *,
     axis_name: Any,
     where: jax.typing.ArrayLike | None = None,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """Softmax cross-entropy with integer labels, the classes split over the mesh axis ``axis_name``.
 
     Call it inside ``shard_map`` with this device's shard of the logits, shape ``(..., V/k)`` on
     the last axis, and the global labels. It equals the single-device
-    ``jaxloss.softmax_cross_entropy_with_integer_labels`` of the gathered logits, in value and
-    gradient, without gathering them: per token, one ``pmax`` and one ``psum`` of three numbers.
+    ``jaxloss.softmax_cross_entropy_with_integer_labels`` of the gathered logits, with the same
+    options, in value and gradient, without gathering them: per token, one ``pmax`` and one
+    ``psum`` of two numbers (more with options: see the README's table).
 
     Args:
       logits: this device's floating logits, classes on the last axis.
@@ -104,6 +165,10 @@ def softmax_cross_entropy_with_integer_labels(
       axis_name: the mesh axis the vocabulary is split over.
       where: optional boolean mask with the batch shape: dropped examples cost 0 and get a
         zero gradient.
+      label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
+        ``jaxloss.softmax_cross_entropy_with_integer_labels``, with the same meaning over the
+        whole vocabulary (label smoothing spreads over every class of every shard). ``weights``
+        is this device's shard of the class weights, shape ``(V/k,)``.
 
     Returns:
       The loss of each example, identical on every device of the axis.
@@ -126,15 +191,19 @@ def softmax_cross_entropy_with_integer_labels(
     batch = z.shape[:-1]
     if classes.shape != batch:
         raise ValueError(f"`labels` must have the batch shape {batch} of `logits` {z.shape}, got {classes.shape}.")
-    counts = jnp.ones(batch, bool)
+    mask = None
     if where is not None:
         mask = _checks.boolean_mask(where)
         if mask.shape != batch:
             raise ValueError(f"`where` must have the batch shape {batch} of `logits` {z.shape}, got {mask.shape}.")
-        counts = mask
+    compute = _checks.compute_dtype(z)
+    options = _linear.class_options(
+        compute, z.shape[-1], label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+    counts, classes = _linear.counted_rows(classes, mask, ignore_index)
     rows = math.prod(batch)
-    z = z.astype(_checks.compute_dtype(z)).reshape(rows, z.shape[-1])
-    loss = _integer(z, classes.reshape(rows), counts.reshape(rows), axis_name)
+    z = z.astype(compute).reshape(rows, z.shape[-1])
+    loss = _integer(z, classes.reshape(rows), counts.reshape(rows), options, axis_name)
     return loss.reshape(batch)
 
 
@@ -142,31 +211,43 @@ def softmax_cross_entropy_with_integer_labels(
 
 
 def _linear_forward(
-    hidden: jax.Array, weight: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any, width: int
+    hidden: jax.Array,
+    weight: jax.Array,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    axis_name: Any,
+    width: int,
 ) -> tuple[jax.Array, Any]:
-    local = (labels - _shard_offset(weight.shape[1], axis_name))[:, None]
-    stats = _combine(_linear.local_stats(hidden, weight, None, local, None, width), axis_name)
-    loss, totals = _stats.label_loss(stats, None)
-    return jnp.where(counts, loss[:, 0], 0.0), (hidden, weight, local, counts, totals)
+    local, in_range = _local_labels(labels, weight.shape[1], axis_name)
+    stats = _linear.local_stats(hidden, weight, None, local, options, width)
+    loss, totals = _stats.label_loss(_combine(stats, in_range, axis_name), options)
+    return jnp.where(counts, loss[:, 0], 0.0), (hidden, weight, local, counts, options, totals)
 
 
 def _linear_primal(
-    hidden: jax.Array, weight: jax.Array, labels: jax.Array, counts: jax.Array, axis_name: Any, width: int
+    hidden: jax.Array,
+    weight: jax.Array,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    axis_name: Any,
+    width: int,
 ) -> jax.Array:
-    return _linear_forward(hidden, weight, labels, counts, axis_name, width)[0]
+    return _linear_forward(hidden, weight, labels, counts, options, axis_name, width)[0]
 
 
-_linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(4, 5))
+_linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(5, 6))
 
 
-def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, Any, None, None]:
-    hidden, weight, local, counts, totals = residuals
+def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, ...]:
+    hidden, weight, local, counts, options, totals = residuals
     row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)[:, None]
-    d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, None, totals, row_cotangent, width)
+    d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, options, totals, row_cotangent, width)
     # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
     # axis (and over any other axis they are replicated on, as the weight is over a data axis).
     d_hidden = _linear.summed_like(d_hidden.astype(hidden.dtype), hidden)
-    return d_hidden, _linear.summed_like(d_weight, weight), None, None
+    return d_hidden, _linear.summed_like(d_weight, weight), None, None, None
 
 
 _linear_rule.defvjp(_linear_forward, _linear_bwd)
@@ -180,14 +261,19 @@ def linear_cross_entropy(
     axis_name: Any,
     where: jax.typing.ArrayLike | None = None,
     block_size: int | None = None,
+    label_smoothing: float | jax.typing.ArrayLike = 0.0,
+    weights: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    z_loss: float | jax.typing.ArrayLike = 0.0,
+    soft_cap: float | jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """``jaxloss.linear_cross_entropy`` with the weight's columns split over the mesh axis ``axis_name``.
 
     Call it inside ``shard_map`` with the full hidden states ``(..., D)`` (replicated over the
     axis), this device's shard of the weight ``(D, V/k)`` and the global labels. The logits are
     computed block by block on each device and never stored or communicated: per token, one
-    ``pmax`` and one ``psum`` of three numbers forward, and one ``psum`` of the hidden states'
-    gradient, an ``(N, D)`` array, backward.
+    ``pmax`` and one ``psum`` of two numbers forward (more with options: see the README's
+    table), and one ``psum`` of the hidden states' gradient, an ``(N, D)`` array, backward.
 
     Args:
       hidden: floating hidden states ``(..., D)``, the same on every device of the axis.
@@ -196,6 +282,9 @@ def linear_cross_entropy(
       axis_name: the mesh axis the vocabulary is split over.
       where: optional boolean mask with the batch shape.
       block_size: classes per block on each device (default: about 4 MiB of logits).
+      label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
+        ``jaxloss.linear_cross_entropy``, with the same meaning over the whole vocabulary.
+        ``weights`` is this device's shard of the class weights, shape ``(V/k,)``.
 
     Returns:
       The loss of each example, identical on every device of the axis.
@@ -207,16 +296,21 @@ def linear_cross_entropy(
       >>> mesh = jax.make_mesh((1,), ("vocab",))
       >>> weight = jax.device_put(jnp.zeros((3, 4)), NamedSharding(mesh, P(None, "vocab")))
       >>> cost = jax.jit(jax.shard_map(
-      ...     lambda h, w, y: jaxloss.sharded.linear_cross_entropy(h, w, y, axis_name="vocab"),
+      ...     lambda h, w, y: jaxloss.sharded.linear_cross_entropy(h, w, y, axis_name="vocab", z_loss=1e-4),
       ...     mesh=mesh, in_specs=(P(), P(None, "vocab"), P()), out_specs=P()))
-      >>> print(cost(jnp.ones((2, 3)), weight, jnp.array([0, 3])))
-      [1.3862944 1.3862944]
+      >>> print(cost(jnp.ones((2, 3)), weight, jnp.array([0, 3])))  # log 4 + 1e-4 (log 4)^2
+      [1.3864865 1.3864865]
     """
     h, w, classes, _, mask = _linear.validate(hidden, weight, labels, None, where, block_size)
     batch = h.shape[:-1]
     rows = math.prod(batch)
-    counts = jnp.ones(batch, bool) if mask is None else mask
     compute = _linear.compute_dtype(h, w)
+    options = _linear.class_options(
+        compute, w.shape[1], label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+    )
+    counts, classes = _linear.counted_rows(classes, mask, ignore_index)
     width = _linear.block_columns(rows, w.shape[1], jnp.dtype(compute).itemsize, block_size)
-    loss = _linear_rule(h.reshape(rows, h.shape[-1]), w, classes.reshape(rows), counts.reshape(rows), axis_name, width)
+    loss = _linear_rule(
+        h.reshape(rows, h.shape[-1]), w, classes.reshape(rows), counts.reshape(rows), options, axis_name, width
+    )
     return loss.reshape(batch)

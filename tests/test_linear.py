@@ -70,6 +70,23 @@ def test_equals_the_unfused_cost_in_float32_for_any_block(block_size):
     _assert_close(fused, apart, 1e-5)
 
 
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}], ids=["plain", "smoothing"])
+def test_a_block_of_masked_classes_stays_finite(options, x64):
+    """A bias of -inf over whole blocks (padding classes) masks them: those blocks hold no
+    probability, and joining them must not give NaN ((-inf) - (-inf)) in the loss or gradient."""
+    hidden, weight, bias, labels = _inputs()
+    bias[64:192] = -np.inf  # blocks 2 and 3 of 64 entirely masked
+    labels = np.where((labels >= 64) & (labels < 192), 5, labels).astype(np.int32)
+    fused = _value_and_grads(
+        lambda *a, **k: jaxloss.linear_cross_entropy(*a, block_size=64, **k), hidden, weight, bias, labels, **options
+    )
+    apart = _value_and_grads(_unfused, hidden, weight, bias, labels, **options)
+    value, (d_hidden, d_weight, d_bias) = fused
+    assert np.isfinite(float(value)) and np.all(np.isfinite(d_hidden)) and np.all(np.isfinite(d_weight))
+    np.testing.assert_array_equal(d_bias[64:192], 0.0)  # masked classes: probability 0
+    _assert_close(fused, apart, 1e-12)
+
+
 def test_without_bias_and_with_where_and_ignore_index(x64):
     hidden, weight, _, labels = _inputs()
     keep = np.arange(N) % 3 != 0
