@@ -10,6 +10,7 @@ from jaxloss import forward as forward
 from jaxloss import reference as reference
 from jaxloss import seeds as seeds
 from jaxloss import sharded as sharded
+from jaxloss._linear import TokenStats as TokenStats
 from jaxloss._linear import linear_cross_entropy as linear_cross_entropy
 from jaxloss._probability import binary_cross_entropy as binary_cross_entropy
 from jaxloss._probability import categorical_cross_entropy as categorical_cross_entropy
@@ -24,6 +25,7 @@ from jaxloss._softmax import softmax_cross_entropy_with_integer_labels as softma
 __version__ = "0.1.0"
 
 __all__ = [
+    "TokenStats",
     "binary_cross_entropy",
     "categorical_cross_entropy",
     "forward",

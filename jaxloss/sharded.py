@@ -12,8 +12,8 @@ O(1) numbers and never the logits:
 
 Three floats per token, Megatron-LM's count. The training options add only what they need to
 the same ``psum``: the label's weight (``weights``); the count of classes in play and
-:math:`Q = \sum_j w_j (M - z_j)` (``label_smoothing``, exact over the whole vocabulary; with
-``weights``, also :math:`\sum_j w_j`). ``z_loss``, ``soft_cap`` and ``ignore_index`` add nothing.
+:math:`Q = \\sum_j w_j (M - z_j)` (``label_smoothing``, exact over the whole vocabulary; with
+``weights``, also :math:`\\sum_j w_j`). ``z_loss``, ``soft_cap`` and ``ignore_index`` add nothing.
 
 From these the loss is formed as on one device, :math:`(M - z_l) + \\log1p(T)`, with the same
 exactness (``_stats``). The backward pass needs no communication for the logits:

@@ -199,3 +199,121 @@ def test_bad_arguments_raise_naming_them(kwargs, error, named):
     arguments = {"hidden": hidden, "weight": weight, "labels": labels, **kwargs}
     with pytest.raises(error, match=named):
         jaxloss.linear_cross_entropy(**arguments)
+
+
+# --- reduction="mean" / "sum": the gradients formed in the forward pass --------------------------
+
+
+def _reduced_apart(hidden, weight, labels, bias, reduction, keep, ignore_index=None, **options):
+    """The unfused reference: per-example losses, then ``jaxloss.mean`` (torch's mean) or the sum."""
+    losses = _unfused(hidden, weight, labels, bias, ignore_index=ignore_index, **options)
+    counted = keep if ignore_index is None else keep & (labels != ignore_index)
+    if reduction == "sum":
+        return jnp.sum(jnp.where(counted, losses, 0.0))
+    label_weights = None if "weights" not in options else jnp.asarray(options["weights"])[labels]
+    return jaxloss.mean(losses, where=counted, weights=label_weights)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "+".join(o) or "plain")
+def test_reduced_equals_the_unfused_cost_in_float64(reduction, options, x64):
+    """With ``where``, ``ignore_index``, a bias and rows per block that leave a remainder (7 of 37)."""
+    hidden, weight, bias, labels = _inputs()
+    labels = np.where(np.arange(N) % 6 == 0, 11, labels)
+    keep = np.arange(N) % 5 != 0
+    scale = jnp.asarray(2.5)  # a cotangent other than 1: the backward pass must scale by it
+
+    def fused(h, w, b):
+        return scale * jaxloss.linear_cross_entropy(
+            h, w, labels, bias=b, where=keep, ignore_index=11, block_size=64, reduction=reduction, **options
+        )
+
+    def apart(h, w, b):
+        return scale * _reduced_apart(h, w, labels, b, reduction, keep, ignore_index=11, **options)
+
+    got = jax.jit(jax.value_and_grad(fused, (0, 1, 2)))(hidden, weight, bias)
+    _assert_close(got, jax.value_and_grad(apart, (0, 1, 2))(hidden, weight, bias), 1e-12)
+    np.testing.assert_allclose(jax.jit(fused)(hidden, weight, bias), got[0], rtol=1e-14)  # the primal alone
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 300])
+def test_reduced_equals_the_unfused_cost_in_float32_for_any_block(block_size):
+    hidden, weight, bias, labels = _inputs(np.float32)
+    keep = np.ones(N, bool)
+
+    def fused(h, w, b):
+        return jaxloss.linear_cross_entropy(h, w, labels, bias=b, block_size=block_size, reduction="mean")
+
+    got = jax.jit(jax.value_and_grad(fused, (0, 1, 2)))(hidden, weight, bias)
+    want = jax.value_and_grad(lambda h, w, b: _reduced_apart(h, w, labels, b, "mean", keep), (0, 1, 2))(
+        hidden, weight, bias
+    )
+    _assert_close(got, want, 1e-5)
+
+
+def test_reduced_mean_of_nothing_is_zero_with_a_zero_gradient():
+    hidden, weight, _, labels = _inputs(np.float32)
+    keep = np.zeros(N, bool)
+    value, grads = jax.value_and_grad(
+        lambda h, w: jaxloss.linear_cross_entropy(h, w, labels, where=keep, reduction="mean"), (0, 1)
+    )(hidden, weight)
+    assert float(value) == 0.0
+    for g in grads:
+        np.testing.assert_array_equal(g, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_reduced_low_precision_accumulates_the_weight_gradient_in_float32(dtype):
+    """Every gradient element within one rounding to ``dtype`` of the float32 computation on the
+    same rounded inputs: the (D, V) accumulator is float32 and rounded once, at the end. A
+    low-precision running sum over the 37 row blocks of 1 row would be off by many ulps."""
+    hidden, weight, bias, labels = _inputs(np.float32)
+    low = [jnp.asarray(a, dtype) for a in (hidden, weight, bias)]
+
+    def fused(h, w, b):
+        return jaxloss.linear_cross_entropy(h, w, labels, bias=b, block_size=1, reduction="sum")
+
+    value, grads = jax.value_and_grad(fused, (0, 1, 2))(*low)
+    assert value.dtype == jnp.float32 and all(g.dtype == dtype for g in grads)
+    keep = np.ones(N, bool)
+    want_value, want_grads = jax.value_and_grad(
+        lambda h, w, b: _reduced_apart(h, w, labels, b, "sum", keep), (0, 1, 2)
+    )(*(a.astype(jnp.float32) for a in low))
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    eps = float(jnp.finfo(dtype).eps)
+    for g, w in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(np.asarray(g, np.float32), w, rtol=eps, atol=1e-3 * eps * float(np.max(np.abs(w))))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_token_stats_are_the_lse_and_the_arg_max_test(reduction, x64):
+    """``return_stats``: the log-sum-exp of the (capped) logits and whether the label is an arg-max
+    (False where the example does not count), with no gradient; the loss is unchanged."""
+    hidden, weight, bias, labels = _inputs()
+    labels = np.asarray(labels).copy()
+    logits = np.asarray(hidden @ weight + bias)
+    labels[:10] = np.argmax(logits[:10], axis=1)  # ten correct rows
+    keep = np.arange(N) % 7 != 0
+    options = {"soft_cap": 4.0, "z_loss": 1e-3}
+
+    def cost(h, w, **kw):
+        return jaxloss.linear_cross_entropy(h, w, labels, bias=bias, where=keep, reduction=reduction, **options, **kw)
+
+    loss, stats = cost(hidden, weight, return_stats=True)
+    np.testing.assert_array_equal(loss, cost(hidden, weight))
+    capped = 4.0 * np.tanh(logits / 4.0)
+    np.testing.assert_allclose(stats.lse, jax.nn.logsumexp(capped, axis=1), rtol=1e-14)
+    np.testing.assert_array_equal(stats.correct, (np.argmax(capped, axis=1) == labels) & keep)
+    assert stats.correct.dtype == jnp.bool_ and 5 <= int(stats.correct.sum()) < N
+    grad = jax.grad(lambda h: jnp.sum(cost(h, weight, return_stats=True)[1].lse))(hidden)
+    np.testing.assert_array_equal(grad, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "named"),
+    [({"reduction": "avg"}, ValueError, "reduction"), ({"return_stats": 1}, TypeError, "return_stats")],
+)
+def test_bad_reduction_arguments_raise_naming_them(kwargs, error, named):
+    hidden, weight, _, labels = _inputs(np.float32)
+    with pytest.raises(error, match=named):
+        jaxloss.linear_cross_entropy(hidden, weight, labels, **kwargs)
