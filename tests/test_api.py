@@ -82,7 +82,16 @@ def test_every_namespace_exports_the_costs_and_jaxloss_two_more(ns):
 
 
 def test_all_lists_only_what_the_namespaces_hold():
-    assert set(jaxloss.__all__) == {*NAMES, "forward", "linear_cross_entropy", "mean", "reference", "seeds", "sharded"}
+    assert set(jaxloss.__all__) == {
+        *NAMES,
+        "TokenStats",
+        "forward",
+        "linear_cross_entropy",
+        "mean",
+        "reference",
+        "seeds",
+        "sharded",
+    }
     assert list(jaxloss.forward.__all__) == list(NAMES)
     assert list(jaxloss.reference.__all__) == list(NAMES)
     for ns in NAMESPACES.values():

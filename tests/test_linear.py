@@ -101,9 +101,11 @@ def test_without_bias_and_with_where_and_ignore_index(x64):
         return jnp.sum(jnp.where(counted, losses, 0.0))
 
     _assert_close(
-        jax.value_and_grad(fused, (0, 1))(hidden, weight), jax.value_and_grad(apart, (0, 1))(hidden, weight), 1e-12
+        jax.jit(jax.value_and_grad(fused, (0, 1)))(hidden, weight),
+        jax.jit(jax.value_and_grad(apart, (0, 1)))(hidden, weight),
+        1e-12,
     )
-    grad_hidden = jax.grad(fused)(hidden, weight)
+    grad_hidden = jax.jit(jax.grad(fused))(hidden, weight)
     np.testing.assert_array_equal(grad_hidden[~counted], 0.0)
 
 
@@ -114,9 +116,9 @@ def test_confident_rows_keep_their_digits(x64):
     weight[0, 0] = 40.0
     weight[1, 2] = 40.0
     labels = np.array([0, 2])
-    loss = jaxloss.linear_cross_entropy(hidden.astype(np.float32), weight.astype(np.float32), labels)
+    loss = jax.jit(jaxloss.linear_cross_entropy)(hidden.astype(np.float32), weight.astype(np.float32), labels)
     np.testing.assert_allclose(loss, np.log1p(2 * np.exp(-40.0)), rtol=1e-6)
-    grad = jax.grad(lambda h: jnp.sum(jaxloss.linear_cross_entropy(h, weight.astype(np.float32), labels)))(
+    grad = jax.jit(jax.grad(lambda h: jnp.sum(jaxloss.linear_cross_entropy(h, weight.astype(np.float32), labels))))(
         hidden.astype(np.float32)
     )
     assert np.all(grad[:, :2] != 0.0)
@@ -150,17 +152,21 @@ def test_vmap_checkpoint_and_leading_batch_axes():
     hidden, weight, bias, labels = _inputs(np.float32)
     batched_h = hidden.reshape(1, N, D).repeat(2, axis=0)
     batched_l = np.stack([labels, labels[::-1]])
-    per_batch = jax.vmap(lambda h, ids: jaxloss.linear_cross_entropy(h, weight, ids, bias=bias, block_size=64))(
+    per_batch = jax.jit(
+        jax.vmap(lambda h, ids: jaxloss.linear_cross_entropy(h, weight, ids, bias=bias, block_size=64))
+    )(batched_h, batched_l)
+    direct = jax.jit(lambda h, ids: jaxloss.linear_cross_entropy(h, weight, ids, bias=bias, block_size=64))(
         batched_h, batched_l
     )
-    direct = jaxloss.linear_cross_entropy(batched_h, weight, batched_l, bias=bias, block_size=64)
     np.testing.assert_allclose(per_batch, direct, rtol=1e-6)
     np.testing.assert_allclose(direct[1], _unfused(hidden, weight, labels[::-1], bias), rtol=1e-5)
 
     def total(w):
         return jnp.sum(jaxloss.linear_cross_entropy(batched_h, w, batched_l, bias=bias))
 
-    np.testing.assert_allclose(jax.grad(jax.checkpoint(total))(weight), jax.grad(total)(weight), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(jax.checkpoint(total)))(weight), jax.jit(jax.grad(total))(weight), rtol=1e-6
+    )
 
 
 def test_the_compiled_program_holds_no_array_of_the_logits_size():
@@ -254,8 +260,10 @@ def test_reduced_equals_the_unfused_cost_in_float32_for_any_block(block_size):
 def test_reduced_mean_of_nothing_is_zero_with_a_zero_gradient():
     hidden, weight, _, labels = _inputs(np.float32)
     keep = np.zeros(N, bool)
-    value, grads = jax.value_and_grad(
-        lambda h, w: jaxloss.linear_cross_entropy(h, w, labels, where=keep, reduction="mean"), (0, 1)
+    value, grads = jax.jit(
+        jax.value_and_grad(
+            lambda h, w: jaxloss.linear_cross_entropy(h, w, labels, where=keep, reduction="mean"), (0, 1)
+        )
     )(hidden, weight)
     assert float(value) == 0.0
     for g in grads:
@@ -273,7 +281,7 @@ def test_reduced_low_precision_accumulates_the_weight_gradient_in_float32(dtype)
     def fused(h, w, b):
         return jaxloss.linear_cross_entropy(h, w, labels, bias=b, block_size=1, reduction="sum")
 
-    value, grads = jax.value_and_grad(fused, (0, 1, 2))(*low)
+    value, grads = jax.jit(jax.value_and_grad(fused, (0, 1, 2)))(*low)
     assert value.dtype == jnp.float32 and all(g.dtype == dtype for g in grads)
     keep = np.ones(N, bool)
     want_value, want_grads = jax.value_and_grad(
@@ -299,13 +307,13 @@ def test_token_stats_are_the_lse_and_the_arg_max_test(reduction, x64):
     def cost(h, w, **kw):
         return jaxloss.linear_cross_entropy(h, w, labels, bias=bias, where=keep, reduction=reduction, **options, **kw)
 
-    loss, stats = cost(hidden, weight, return_stats=True)
-    np.testing.assert_array_equal(loss, cost(hidden, weight))
+    loss, stats = jax.jit(lambda h, w: cost(h, w, return_stats=True))(hidden, weight)
+    np.testing.assert_array_equal(loss, jax.jit(cost)(hidden, weight))
     capped = 4.0 * np.tanh(logits / 4.0)
     np.testing.assert_allclose(stats.lse, jax.nn.logsumexp(capped, axis=1), rtol=1e-14)
     np.testing.assert_array_equal(stats.correct, (np.argmax(capped, axis=1) == labels) & keep)
     assert stats.correct.dtype == jnp.bool_ and 5 <= int(stats.correct.sum()) < N
-    grad = jax.grad(lambda h: jnp.sum(cost(h, weight, return_stats=True)[1].lse))(hidden)
+    grad = jax.jit(jax.grad(lambda h: jnp.sum(cost(h, weight, return_stats=True)[1].lse)))(hidden)
     np.testing.assert_array_equal(grad, 0.0)
 
 

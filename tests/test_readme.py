@@ -177,7 +177,15 @@ def test_readme_tool_makes_the_memory_table_from_a_memory_plot_run_and_refuses_o
     record = {**_RECORD, "command": "jaxloss bench --memory-plot m.png", "results": [], "steps": []}
     with pytest.raises(ValueError, match="no linear_memory"):
         readme.memory_regions(record)
-    record["linear_memory"] = {"rows": 8, "dim": 4, "vocabs": [16, 32], "jaxloss": [1.0, 1.0], "unfused": [2.0, 4.0]}
+    record["linear_memory"] = {
+        "rows": 8,
+        "dim": 4,
+        "vocabs": [16, 32],
+        "jaxloss": [1.0, 1.0],
+        "jaxloss mean": [1.0, 2.0],
+        "unfused": [2.0, 4.0],
+    }
     table = readme.memory_regions(record)["bench-linear-memory"]
     assert table.startswith("From `jaxloss bench --memory-plot m.png` on a CPU") and "N=8, D=4" in table
-    assert "| 16 | 1.0 MiB | 2 MiB | 2× |" in table and "| 32 | 1.0 MiB | 4 MiB | 4× |" in table
+    assert "| 16 | 1.0 MiB | 1.0 MiB | 2 MiB | 2×, 2.0× |" in table
+    assert "| 32 | 1.0 MiB | 2.0 MiB | 4 MiB | 4×, 2.0× |" in table

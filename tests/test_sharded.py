@@ -204,6 +204,31 @@ def test_sharded_programs_never_move_the_logits(which):
         assert sum(size for _, size in collectives) <= 3 * rows + 1, collectives
 
 
+@pytest.mark.parametrize("name", ["weights", "label_smoothing", "label_smoothing + weights", "z_loss"])
+def test_each_option_communicates_only_what_it_needs(name):
+    """The floats per token of the forward pass, read from the compiled value-and-gradient program,
+    are the README's count for each option (``bench.SHARDED_OPTIONS``); the backward adds none."""
+    from jaxloss.tools import bench
+
+    options, floats, _ = bench.SHARDED_OPTIONS[name]
+    options = dict(options)
+    weighted = options.pop("weights", False)
+    mesh = _mesh()
+    logits, labels, *_ = _inputs()
+
+    def local(z, y, w):
+        return sharded.softmax_cross_entropy_with_integer_labels(
+            z, y, axis_name="v", weights=w if weighted else None, **options
+        )
+
+    cost = jax.shard_map(local, mesh=mesh, in_specs=(P("b", "v"), P("b"), P("v")), out_specs=P("b"))
+    y, w = _put(mesh, labels, P("b")), _put(mesh, np.ones(V, np.float32), P("v"))
+    program = jax.jit(jax.value_and_grad(lambda z: jnp.sum(cost(z, y, w))))
+    collectives = _collectives(program.lower(_put(mesh, logits, P("b", "v"))).compile().as_text())
+    rows = N // 2
+    assert floats * rows <= sum(size for _, size in collectives) <= floats * rows + 1, collectives
+
+
 @pytest.mark.parametrize("explicit", [True, False], ids=["explicit", "auto"])
 @pytest.mark.parametrize("spec", [P("b", None), P(None, "v"), P("b", "v")], ids=["batch", "vocab", "both"])
 @pytest.mark.parametrize("name", ["softmax_cross_entropy_with_integer_labels", "softmax_cross_entropy"])

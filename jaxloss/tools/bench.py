@@ -241,17 +241,21 @@ MEMORY_VOCABS = (4096, 8192, 16384, 32768, 65536, 131072)
 
 
 def _linear_implementations() -> dict[str, Callable[[jax.Array, jax.Array, jax.Array], jax.Array]]:
+    """The mean loss of ``hidden @ weight`` and the labels, per implementation (the objective differentiated)."""
     impls: dict[str, Callable[[jax.Array, jax.Array, jax.Array], jax.Array]] = {
-        "jaxloss": jaxloss.linear_cross_entropy,
-        "unfused": lambda h, w, ids: jaxloss.softmax_cross_entropy_with_integer_labels(
-            jnp.dot(h, w, preferred_element_type=jnp.float32), ids
+        "jaxloss mean": lambda h, w, ids: jaxloss.linear_cross_entropy(h, w, ids, reduction="mean"),
+        "jaxloss": lambda h, w, ids: jnp.mean(jaxloss.linear_cross_entropy(h, w, ids)),
+        "unfused": lambda h, w, ids: jnp.mean(
+            jaxloss.softmax_cross_entropy_with_integer_labels(jnp.dot(h, w, preferred_element_type=jnp.float32), ids)
         ),
     }
     try:
         import optax
 
-        impls["optax"] = lambda h, w, ids: optax.losses.softmax_cross_entropy_with_integer_labels(
-            jnp.dot(h, w, preferred_element_type=jnp.float32), ids
+        impls["optax"] = lambda h, w, ids: jnp.mean(
+            optax.losses.softmax_cross_entropy_with_integer_labels(
+                jnp.dot(h, w, preferred_element_type=jnp.float32), ids
+            )
         )
     except ImportError:
         pass
@@ -266,10 +270,8 @@ def _linear_inputs(rows: int, dim: int, vocab: int, dtype: Any) -> tuple[jax.Arr
 
 
 def _linear_program(fn: Callable[..., jax.Array], hidden: jax.Array, weight: jax.Array, labels: jax.Array) -> Any:
-    def mean_loss(h: jax.Array, w: jax.Array) -> jax.Array:
-        return jnp.mean(fn(h, w, labels))
-
-    return _compile(jax.value_and_grad(mean_loss, argnums=(0, 1)), hidden, weight)
+    """value_and_grad of the objective ``fn(h, w, labels)`` (a scalar) for hidden and weight, compiled."""
+    return _compile(jax.value_and_grad(lambda h, w: fn(h, w, labels), argnums=(0, 1)), hidden, weight)
 
 
 def bench_linear(rows: int, dim: int, vocab: int, dtype: Any, repeats: int) -> list[Result]:
@@ -292,7 +294,7 @@ def bench_linear(rows: int, dim: int, vocab: int, dtype: Any, repeats: int) -> l
 
 def linear_memory(rows: int, dim: int, vocabs: Sequence[int]) -> dict[str, list[float]]:
     """XLA's temporary memory (MiB) of value_and_grad against the vocabulary size, compiled only."""
-    curves: dict[str, list[float]] = {name: [] for name in ("jaxloss", "unfused")}
+    curves: dict[str, list[float]] = {name: [] for name in ("jaxloss", "jaxloss mean", "unfused")}
     impls = _linear_implementations()
     for vocab in vocabs:
         hidden = jax.ShapeDtypeStruct((rows, dim), jnp.float32)
@@ -312,8 +314,14 @@ def plot_linear_memory(path: str, rows: int, dim: int, vocabs: Sequence[int], cu
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, label in (("unfused", "logits, then the cost"), ("jaxloss", "jaxloss.linear_cross_entropy")):
-        ax.plot(vocabs, curves[name], marker="o", label=label)
+    labels = {
+        "unfused": "logits, then the cost",
+        "jaxloss": "linear_cross_entropy, per example",
+        "jaxloss mean": 'linear_cross_entropy, reduction="mean"',
+    }
+    for name, label in labels.items():
+        if name in curves:
+            ax.plot(vocabs, curves[name], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("vocabulary size V")
@@ -326,6 +334,18 @@ def plot_linear_memory(path: str, rows: int, dim: int, vocabs: Sequence[int], cu
 
 
 # --- communication of the vocabulary-parallel costs ---------------------------------------------
+
+
+SHARDED_OPTIONS: dict[str, tuple[dict[str, Any], int, str]] = {
+    # name: (options, floats per token in the forward pass, what they are)
+    "plain": ({}, 3, "pmax of M; psum of R and z_l"),
+    "ignore_index": ({"ignore_index": 0}, 3, "nothing more"),
+    "z_loss": ({"z_loss": 1e-4}, 3, "nothing more"),
+    "soft_cap": ({"soft_cap": 30.0}, 3, "nothing more"),
+    "weights": ({"weights": True}, 4, "+ w_l"),
+    "label_smoothing": ({"label_smoothing": 0.1}, 5, "+ classes in play, Q"),
+    "label_smoothing + weights": ({"label_smoothing": 0.1, "weights": True}, 7, "+ w_l, classes in play, W, Q"),
+}
 
 
 def sharded_communication(rows: int, dim: int, vocab: int) -> str:
@@ -350,15 +370,19 @@ def sharded_communication(rows: int, dim: int, vocab: int) -> str:
         return jax.device_put(jnp.zeros(shape, dtype), NamedSharding(mesh, spec))
 
     labels = put((rows,), jnp.int32, P("b"))
+    class_weights = put((vocab,), jnp.float32, P("v"))
 
-    def integer(z: jax.Array) -> jax.Array:
-        cost = jax.shard_map(
-            lambda z, y: sharded.softmax_cross_entropy_with_integer_labels(z, y, axis_name="v"),
-            mesh=mesh,
-            in_specs=(P("b", "v"), P("b")),
-            out_specs=P("b"),
-        )
-        return jnp.mean(cost(z, labels))
+    def integer(options: dict[str, Any]) -> Callable[[jax.Array], jax.Array]:
+        weighted = options.get("weights") is not None
+        options = {k: v for k, v in options.items() if k != "weights"}
+
+        def local(z: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
+            return sharded.softmax_cross_entropy_with_integer_labels(
+                z, y, axis_name="v", weights=w if weighted else None, **options
+            )
+
+        cost = jax.shard_map(local, mesh=mesh, in_specs=(P("b", "v"), P("b"), P("v")), out_specs=P("b"))
+        return lambda z: jnp.mean(cost(z, labels, class_weights))
 
     def fused(h: jax.Array, w: jax.Array) -> jax.Array:
         cost = jax.shard_map(
@@ -371,30 +395,30 @@ def sharded_communication(rows: int, dim: int, vocab: int) -> str:
 
     logits = put((rows, vocab), jnp.float32, P("b", "v"))
     hidden, weight = put((rows, dim), jnp.float32, P("b", None)), put((dim, vocab), jnp.float32, P(None, "v"))
-    measured = {
-        "integer": jax.jit(jax.value_and_grad(integer)).lower(logits).compile().as_text(),
-        "linear": jax.jit(jax.value_and_grad(fused, argnums=(0, 1))).lower(hidden, weight).compile().as_text(),
-    }
-    formula = {
-        "integer": ("16 N/2 (pmax: N/2 floats; psum: 3 N/2 floats)", 16 * local_rows),
-        "linear": (
-            "16 N/2 + 4 (N/2) D + 4 D V/k (+ the psum of dh over v, the psum of dW over b)",
-            16 * local_rows + 4 * local_rows * dim + 4 * dim * local_vocab,
-        ),
-    }
     lines = [
         f"sharded costs, N={rows} D={dim} V={vocab} on a 2x{count // 2} mesh (b: batch, v: vocabulary), float32;",
         "bytes per device per step (value_and_grad), the means' scalars included in the measured column:",
     ]
-    for name, text in measured.items():
-        found = hlo.collectives(str(text))
+
+    def line(name: str, text: str, value: int, words: str) -> str:
+        found = hlo.collectives(text)
         total = sum(b for _, _, b in found)
         largest = max((e for _, e, _ in found), default=0)
-        words, value = formula[name]
-        lines.append(
-            f"  {name:8s} formula {value:>10,d} B = {words}; measured {total:>10,d} B in {len(found)} collectives, "
-            f"the largest {largest:,d} elements; logits per device {local_rows * local_vocab:,d} elements"
+        return (
+            f"  {name:26s} formula {value:>10,d} B = {words}; measured {total:>10,d} B in {len(found)} collectives, "
+            f"the largest {largest:,d} elements"
         )
+
+    for name, (options, floats, words) in SHARDED_OPTIONS.items():
+        text = jax.jit(jax.value_and_grad(integer(options))).lower(logits).compile().as_text()
+        lines.append(
+            line(f"integer {name}", str(text), 4 * floats * local_rows, f"{floats} floats/token x N/2 ({words})")
+        )
+    text = jax.jit(jax.value_and_grad(fused, argnums=(0, 1))).lower(hidden, weight).compile().as_text()
+    linear_bytes = 12 * local_rows + 4 * local_rows * dim + 4 * dim * local_vocab
+    words = "12 N/2 + 4 (N/2) D + 4 D V/k: the forward's 3 floats/token, the psum of dh over v, of dW over b"
+    lines.append(line("linear", str(text), linear_bytes, words))
+    lines.append(f"  logits per device: {local_rows * local_vocab:,d} elements")
     return "\n".join(lines)
 
 
@@ -453,10 +477,11 @@ def lm_head_step_programs(dtype: Any) -> dict[str, Callable[[], Any]]:
     rows, dim, vocab = STEP_LM_HEAD
     hidden, weight, labels = _linear_inputs(rows, dim, vocab, dtype)
     losses = _step_losses()
-    impls = {
-        "jaxloss fused": jaxloss.linear_cross_entropy,
-        "jaxloss": lambda h, w, ids: losses["jaxloss"](h @ w, ids),
-        "optax": lambda h, w, ids: losses["optax"](h @ w, ids),
+    impls: dict[str, Callable[..., jax.Array]] = {
+        "jaxloss fused mean": lambda h, w, ids: jaxloss.linear_cross_entropy(h, w, ids, reduction="mean"),
+        "jaxloss fused": lambda h, w, ids: jnp.mean(jaxloss.linear_cross_entropy(h, w, ids)),
+        "jaxloss": lambda h, w, ids: jnp.mean(losses["jaxloss"](h @ w, ids)),
+        "optax": lambda h, w, ids: jnp.mean(losses["optax"](h @ w, ids)),
     }
     programs: dict[str, Callable[[], Any]] = {}
     for name, fn in impls.items():
@@ -587,8 +612,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         curves = linear_memory(rows, dim, MEMORY_VOCABS)
         memory = {"rows": rows, "dim": dim, "vocabs": list(MEMORY_VOCABS), **curves}
         print(f"linear_cross_entropy temporaries (MiB) at N={rows}, D={dim}, float32:")
-        for vocab, fused, unfused in zip(MEMORY_VOCABS, curves["jaxloss"], curves["unfused"], strict=True):
-            print(f"  V={vocab:<7d} fused {fused:8.1f}  unfused {unfused:9.1f}  ratio {unfused / fused:6.1f}")
+        columns = (MEMORY_VOCABS, curves["jaxloss"], curves["jaxloss mean"], curves["unfused"])
+        for vocab, fused, reduced, unfused in zip(*columns, strict=True):
+            print(
+                f"  V={vocab:<7d} fused {fused:8.1f}  fused mean {reduced:8.1f}  unfused {unfused:9.1f}  "
+                f"ratios {unfused / fused:6.1f} {unfused / reduced:5.1f}"
+            )
         plot_linear_memory(args.memory_plot, rows, dim, MEMORY_VOCABS, curves)
     if args.json:
         from jaxloss.__main__ import machine, versions

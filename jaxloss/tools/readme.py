@@ -78,13 +78,17 @@ def memory_regions(record: dict[str, Any], figures: str | None = None) -> dict[s
     lines = [
         f"From {_run(record)}; N={memory['rows']}, D={memory['dim']}, float32:",
         "",
-        "| V | fused | logits, then the cost | ratio |",
-        "|---|---|---|---|",
+        '| V | fused, per example | fused, `reduction="mean"` | logits, then the cost | ratios |',
+        "|---|---|---|---|---|",
     ]
-    for vocab, fused, unfused in zip(memory["vocabs"], memory["jaxloss"], memory["unfused"], strict=True):
-        lines.append(f"| {vocab} | {fused:.1f} MiB | {unfused:.0f} MiB | {unfused / fused:.0f}× |")
+    columns = (memory["vocabs"], memory["jaxloss"], memory["jaxloss mean"], memory["unfused"])
+    for vocab, fused, reduced, unfused in zip(*columns, strict=True):
+        lines.append(
+            f"| {vocab} | {fused:.1f} MiB | {reduced:.1f} MiB | {unfused:.0f} MiB "
+            f"| {unfused / fused:.0f}×, {unfused / reduced:.1f}× |"
+        )
     if figures:
-        curves = {name: memory[name] for name in ("jaxloss", "unfused")}
+        curves = {name: memory[name] for name in ("jaxloss", "jaxloss mean", "unfused")}
         _bench.plot_linear_memory(
             f"{figures}/linear_memory.png", memory["rows"], memory["dim"], memory["vocabs"], curves
         )
