@@ -19,9 +19,9 @@ serve, measured on XLA-CPU (jaxlib 0.8-0.10, 2-core x86-64):
    the row statistics fuse with the seed and no logits-sized array is written (2048x8192
    float32: 57 ms without, 70 ms with; 256x10: 0.037 ms and 0.059 ms), so that rule has none.
 5. It folds a transpose into the matrix product that reads it, and a product that contracts
-   the row axis of both operands (:math:`h^\top g`, the output weight's gradient) runs at half
+   the row axis of both operands (:math:`h^\\top g`, the output weight's gradient) runs at half
    speed: at N=2048, D=512, V=32768 float32, 1224 ms for ``dot_general`` over axis 0 of both,
-   575 ms for ``dot`` of a written-out :math:`h^\top`. In the reduced ``linear_cross_entropy``
+   575 ms for ``dot`` of a written-out :math:`h^\\top`. In the reduced ``linear_cross_entropy``
    (value_and_grad, against optax's unfused cost, two runs): 1.45x and 1.55x with
    :func:`transposed`, 0.93x and 0.94x without.
 6. It has no bfloat16 matrix unit: a product of bfloat16 operands is converted inside the

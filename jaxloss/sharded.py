@@ -218,11 +218,12 @@ def _linear_forward(
     options: _options.SoftmaxOptions | None,
     axis_name: Any,
     width: int,
-) -> tuple[jax.Array, Any]:
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Any]:
     local, in_range = _local_labels(labels, weight.shape[1], axis_name)
-    stats = _linear.local_stats(hidden, weight, None, local, options, width)
-    loss, totals = _stats.label_loss(_combine(stats, in_range, axis_name), options)
-    return jnp.where(counts, loss[:, 0], 0.0), (hidden, weight, local, counts, options, totals)
+    stats = _combine(_linear.local_stats(hidden, weight, None, local, options, width), in_range, axis_name)
+    loss, totals = _stats.label_loss(stats, options)
+    outputs = (jnp.where(counts, loss[:, 0], 0.0), *_linear.token_stats(stats, totals, counts))
+    return outputs, (hidden, weight, local, counts, options, totals)
 
 
 def _linear_primal(
@@ -233,16 +234,17 @@ def _linear_primal(
     options: _options.SoftmaxOptions | None,
     axis_name: Any,
     width: int,
-) -> jax.Array:
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     return _linear_forward(hidden, weight, labels, counts, options, axis_name, width)[0]
 
 
 _linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(5, 6))
 
 
-def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangent: jax.Array) -> tuple[Any, ...]:
+def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
+    # The lse and correctness outputs reach the caller behind stop_gradient: their cotangents are 0.
     hidden, weight, local, counts, options, totals = residuals
-    row_cotangent = jnp.where(counts, cotangent, 0.0).astype(totals.max.dtype)[:, None]
+    row_cotangent = jnp.where(counts, cotangents[0], 0.0).astype(totals.max.dtype)[:, None]
     d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, options, totals, row_cotangent, width)
     # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
     # axis (and over any other axis they are replicated on, as the weight is over a data axis).
@@ -266,7 +268,8 @@ def linear_cross_entropy(
     ignore_index: int | None = None,
     z_loss: float | jax.typing.ArrayLike = 0.0,
     soft_cap: float | jax.typing.ArrayLike | None = None,
-) -> jax.Array:
+    return_stats: bool = False,
+) -> Any:
     """``jaxloss.linear_cross_entropy`` with the weight's columns split over the mesh axis ``axis_name``.
 
     Call it inside ``shard_map`` with the full hidden states ``(..., D)`` (replicated over the
@@ -285,9 +288,12 @@ def linear_cross_entropy(
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
         ``jaxloss.linear_cross_entropy``, with the same meaning over the whole vocabulary.
         ``weights`` is this device's shard of the class weights, shape ``(V/k,)``.
+      return_stats: also return a ``jaxloss.TokenStats`` of per-example log-sum-exp and
+        correctness over the whole vocabulary, from the joined statistics (nothing more is sent).
 
     Returns:
-      The loss of each example, identical on every device of the axis.
+      The loss of each example, identical on every device of the axis; with ``return_stats``,
+      ``(loss, TokenStats)``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -310,7 +316,9 @@ def linear_cross_entropy(
     )
     counts, classes = _linear.counted_rows(classes, mask, ignore_index)
     width = _linear.block_columns(rows, w.shape[1], jnp.dtype(compute).itemsize, block_size)
-    loss = _linear_rule(
+    loss, lse, correct = _linear_rule(
         h.reshape(rows, h.shape[-1]), w, classes.reshape(rows), counts.reshape(rows), options, axis_name, width
     )
-    return loss.reshape(batch)
+    if not isinstance(return_stats, bool):
+        raise TypeError(f"`return_stats` must be a bool, got {return_stats!r}.")
+    return _linear.with_stats(loss.reshape(batch), lse, correct, batch, return_stats)

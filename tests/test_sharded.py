@@ -270,3 +270,25 @@ def test_collectives_reads_shapes_and_bytes_from_hlo_text():
         "%d = f32[16]{0} add(%a, %a)\n"
     )
     assert hlo.collectives(text) == [("all-reduce", 16, 64), ("all-reduce", 24, 80), ("all-gather", 24, 96)]
+
+
+def test_sharded_linear_token_stats_equal_one_device(x64):
+    """``return_stats`` on 4 vocabulary shards: the lse and arg-max test over the whole vocabulary,
+    as on one device, from the statistics already joined (the HLO count test covers the bytes)."""
+    mesh = _mesh()
+    _, labels, hidden, weight, keep, _ = _option_inputs()
+    labels[:6] = np.argmax(hidden[:6] @ weight, axis=1)
+
+    def local(h, w, y, k):
+        loss, stats = sharded.linear_cross_entropy(h, w, y, axis_name="v", where=k, soft_cap=5.0, return_stats=True)
+        return loss, stats.lse, stats.correct
+
+    specs = (P("b", None), P(None, "v"), P("b"), P("b"))
+    cost = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=(P("b"), P("b"), P("b"))))
+    args = (_put(mesh, hidden, P("b", None)), _put(mesh, weight, P(None, "v")))
+    loss, lse, correct = cost(*args, _put(mesh, labels, P("b")), _put(mesh, keep, P("b")))
+    want_loss, want = jaxloss.linear_cross_entropy(hidden, weight, labels, where=keep, soft_cap=5.0, return_stats=True)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+    np.testing.assert_allclose(lse, want.lse, rtol=1e-12)
+    np.testing.assert_array_equal(correct, want.correct)
+    assert correct.dtype == jnp.bool_ and 3 <= int(correct.sum()) < N
