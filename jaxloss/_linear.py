@@ -281,7 +281,7 @@ def _reduced_forward(
     labels: jax.Array,
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
-    scale: jax.Array,
+    denominator: jax.Array,
     plan: Plan,
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Any]:
     """The reduced loss, and the gradients of the sum of the losses, ``plan.height`` rows at a time.
@@ -289,9 +289,9 @@ def _reduced_forward(
     Each block of rows holds every class, so its statistics, its loss and its seed are those of
     the full logits (``_stats.label_stats``, ``label_loss``, the one seed), and the block's
     gradients follow at once: :math:`\\bar h_B = g W^\\top` and :math:`\\bar W \\mathrel{+}= h_B^\\top g`
-    (a float32 accumulator), three matrix products in all. ``scale`` turns the sum into the
-    reduction (1, or one over the examples' weight); the backward pass multiplies the gradients
-    by it and the cotangent, one product each.
+    (a float32 accumulator), three matrix products in all. The reduction is the sum over
+    ``denominator`` (1, or the examples' weight; 0 when that is 0, as ``jaxloss.mean``); the
+    backward pass multiplies the gradients by the cotangent over it.
     """
     rows, dim = hidden.shape
     compute = compute_dtype(hidden, weight)
@@ -339,7 +339,7 @@ def _reduced_forward(
         None if bias is None else jnp.zeros(bias.shape, compute),
     )
     total, lse, correct, d_hidden, d_weight, d_bias = _for_blocks(rows, plan.height, body, carry)
-    return (total * scale, lse, correct), (d_hidden, d_weight, d_bias, scale)
+    return (over(total, denominator), lse, correct), (d_hidden, d_weight, d_bias, denominator)
 
 
 def _reduced_primal(
@@ -349,12 +349,12 @@ def _reduced_primal(
     labels: jax.Array,
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
-    scale: jax.Array,
+    denominator: jax.Array,
     plan: Plan,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Without a gradient, the per-example rule's forward pass (one product), reduced."""
     loss, lse, correct = _primal(hidden, weight, bias, labels, counts, options, plan.width)
-    return jnp.sum(loss) * scale, lse, correct
+    return over(jnp.sum(loss), denominator), lse, correct
 
 
 reduced = jax.custom_vjp(_reduced_primal, nondiff_argnums=(7,))
@@ -362,8 +362,8 @@ reduced = jax.custom_vjp(_reduced_primal, nondiff_argnums=(7,))
 
 def _reduced_bwd(plan: Plan, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
     # As for ``fused``, the lse and correctness outputs carry no cotangent.
-    d_hidden, d_weight, d_bias, scale = residuals
-    factor = cotangents[0].astype(scale.dtype) * scale
+    d_hidden, d_weight, d_bias, denominator = residuals
+    factor = over(cotangents[0].astype(denominator.dtype), denominator)
     return (
         (factor * d_hidden).astype(plan.hidden),
         (factor * d_weight).astype(plan.weight),
@@ -594,14 +594,13 @@ def linear_cross_entropy(
         loss, lse, correct = fused(flat_h, w, b, flat_labels, flat_counts, options, width)
         loss = loss.reshape(batch)
     else:
-        scale = jnp.ones((), compute)
+        denominator = jnp.ones((), compute)
         if reduction == "mean":
-            scale = 1.0 / example_weight(flat_labels, flat_counts, options, compute)
-            scale = jnp.where(jnp.isinf(scale), 0.0, scale)
+            denominator = example_weight(flat_labels, flat_counts, options, compute)
         plan = Plan(
             block_rows(rows, vocab, itemsize, block_size), width, h.dtype, w.dtype, None if b is None else b.dtype
         )
-        loss, lse, correct = reduced(flat_h, w, b, flat_labels, flat_counts, options, scale, plan)
+        loss, lse, correct = reduced(flat_h, w, b, flat_labels, flat_counts, options, denominator, plan)
     return with_stats(loss, lse, correct, batch, return_stats)
 
 
@@ -612,6 +611,12 @@ def with_stats(loss: jax.Array, lse: jax.Array, correct: jax.Array, batch: tuple
     return loss, TokenStats(
         jax.lax.stop_gradient(lse).reshape(batch), (jax.lax.stop_gradient(correct) > 0).reshape(batch)
     )
+
+
+def over(value: jax.Array, denominator: jax.Array) -> jax.Array:
+    """``value / denominator``, one rounding, and 0 where the denominator is 0 (``jaxloss.mean``'s empty mean)."""
+    empty = denominator == 0
+    return jnp.where(empty, 0.0, value / jnp.where(empty, 1.0, denominator))
 
 
 def example_weight(
