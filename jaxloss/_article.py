@@ -135,3 +135,51 @@ def softmax_cross_entropy_with_integer_labels(logits: jax.Array, labels: jax.Arr
     in_range = (labels >= 0) & (labels < num_classes)
     # NaN for a label out of range, in the loss and (through the product) in its gradient.
     return jnp.where(live, loss * jnp.where(in_range, 1.0, jnp.nan), 0.0)
+
+
+# --- beyond the article: the rest of optax's family, literally ----------------------------------
+
+
+def sigmoid_focal_loss(logits: jax.Array, labels: jax.Array, aux: Any, axes: Axes) -> jax.Array:
+    """:math:`a_t (1 - p_t)^\\gamma \\mathrm{ce}`, :math:`p_t = a y + (1 - a)(1 - y)`, :math:`a = \\sigma(z)`.
+
+    torchvision's formula, with optax's :math:`a_t = 1` when ``alpha`` is None.
+    """
+    del axes
+    probs = sigmoid(logits)
+    ce = binary_cross_entropy(probs, labels, None, ())
+    p_t = probs * labels + (1.0 - probs) * (1.0 - labels)
+    loss = jnp.power(1.0 - p_t, aux.gamma) * ce
+    if aux.alpha is None:
+        return loss
+    return (aux.alpha * labels + (1.0 - aux.alpha) * (1.0 - labels)) * loss
+
+
+def poly_loss_cross_entropy(logits: jax.Array, labels: jax.Array, epsilon: Any, axes: Axes) -> jax.Array:
+    """Poly-1: :math:`-\\sum_j y_j \\log a_j + \\epsilon \\sum_j y_j (1 - a_j)`, :math:`a = \\mathrm{softmax}(z)`.
+
+    optax's formula; a dead row costs 0, as in :func:`softmax_cross_entropy`.
+    """
+    live = _live(logits, axes)
+    logits = jnp.where(jnp.expand_dims(live, axes), logits, 0.0)
+    probs = softmax(logits, axes)
+    loss = categorical_cross_entropy(probs, labels, None, axes) + epsilon * jnp.sum(labels * (1.0 - probs), axis=axes)
+    return jnp.where(live, loss, 0.0)
+
+
+def kl_divergence(log_predictions: jax.Array, targets: jax.Array, aux: Any, axes: Axes) -> jax.Array:
+    """:math:`t (\\log t - \\log p)` with ``0 log 0 = 0`` (optax's, with the double ``where``)."""
+    del aux, axes
+    absent = targets == 0
+    safe = jnp.where(absent, 1.0, targets)
+    return jnp.where(absent, 0.0, safe * (jnp.log(safe) - jnp.where(absent, 0.0, log_predictions)))
+
+
+def kl_divergence_with_log_targets(
+    log_predictions: jax.Array, log_targets: jax.Array, aux: Any, axes: Axes
+) -> jax.Array:
+    """:math:`e^{\\log t} (\\log t - \\log p)`, 0 at a ``-inf`` log-target (optax's, with the double ``where``)."""
+    del aux, axes
+    absent = log_targets == -jnp.inf
+    safe = jnp.where(absent, 0.0, log_targets)
+    return jnp.where(absent, 0.0, jnp.exp(safe) * (safe - jnp.where(absent, 0.0, log_predictions)))

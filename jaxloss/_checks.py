@@ -166,7 +166,7 @@ def compute_dtype(*arrays: jax.Array) -> jnp.dtype:
 
 
 def floating_pair(
-    inputs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, input_name: str
+    inputs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, input_name: str, labels_name: str = "labels"
 ) -> tuple[jax.Array, jax.Array]:
     """Validates a floating input and real labels, broadcasts them and casts to the compute dtype.
 
@@ -175,8 +175,8 @@ def floating_pair(
     """
     x = as_array(inputs, input_name)
     require_floating(x, input_name)
-    y = as_array(labels, "labels")
-    require_real(y, "labels")
-    shape = broadcast_shape(x, y, (input_name, "labels"))
+    y = as_array(labels, labels_name)
+    require_real(y, labels_name)
+    shape = broadcast_shape(x, y, (input_name, labels_name))
     dtype = compute_dtype(x, y)
     return jnp.broadcast_to(x.astype(dtype), shape), jnp.broadcast_to(y.astype(dtype), shape)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -93,3 +95,75 @@ def log1p_unit(x: jax.Array) -> jax.Array:
 def softplus(x: jax.Array) -> jax.Array:
     """:math:`\\log(1 + e^x) = \\max(x, 0) + \\log1p(e^{-|x|})`, a sum of non-negative terms."""
     return jnp.maximum(x, 0.0) + log1p(jnp.exp(-jnp.abs(x)))
+
+
+def two_product(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:math:`a b = p + e` exactly, with :math:`p` the rounded product (Dekker's TwoProduct).
+
+    Each factor is split into two halves of at most half the significand, whose four products
+    are exact. Valid for :math:`|a|, |b|` below the largest float over :math:`2^{s}+1`
+    (:math:`s = 12` in float32, 27 in float64), where the split cannot overflow.
+    """
+    product = a * b
+    a_high, a_low = _split(a)
+    b_high, b_low = _split(b)
+    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return product, error
+
+
+def _split(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:math:`x = h + l` with :math:`h` and :math:`l` each of at most half the significand (Veltkamp)."""
+    factor = 2.0 ** ((jnp.finfo(x.dtype).nmant + 2) // 2) + 1.0
+    scaled = factor * x
+    high = scaled - (scaled - x)
+    return high, x - high
+
+
+def exp_with_error(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:math:`e^x = h + l` for :math:`x \\le 88` (709 in float64), to about :math:`2^{-7}` ulp of :math:`h`.
+
+    XLA's ``exp`` is off by up to 0.96 ulp in float32 on the CPU (measured on 200,000 points of
+    [-5, 5]); where a result is raised to a power the error is multiplied by it. Here
+    :math:`x = -k \\ln 2 + r` with :math:`|r| \\le \\ln 2 / 2` (Cody and Waite: :math:`k \\ln 2`
+    in two parts, the first exact), :math:`e^r = (1 + r) + r^2 P(r)` with the Taylor tail
+    :math:`P` rounded only at the size of :math:`r^2/2`, :math:`1 + r` an exact two-term sum, and
+    the scaling by :math:`2^{-k}` exact (0 below the smallest normal number).
+    """
+    wide = x.dtype == jnp.float64
+    high_part, low_part = (_LN2_HIGH_64, _LN2_LOW_64) if wide else (_LN2_HIGH_32, _LN2_LOW_32)
+    x = jnp.maximum(x, -1500.0 if wide else -200.0)
+    k = jnp.round(x * (-1.0 / math.log(2.0)))
+    reduced, reduced_error = two_sum(x + k * high_part, k * low_part)  # x + k ln 2, in [-ln2/2, ln2/2]
+    terms = 14 if wide else 8
+    tail = jnp.full_like(reduced, 1.0 / math.factorial(terms))
+    for n in range(terms - 1, 1, -1):
+        tail = 1.0 / math.factorial(n) + reduced * tail
+    one = _backend.computed_one(x)
+    head, head_error = two_sum(one, reduced)
+    low = head_error + reduced * reduced * tail
+    high, high_error = two_sum(head, low)
+    low = high_error + high * reduced_error  # e^(r + e) = e^r (1 + e)
+    scale = jnp.ldexp(one, -k.astype(jnp.int32))
+    return high * scale, low * scale
+
+
+def log_with_error(x: jax.Array, x_low: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:math:`\\log(x + x_l) = h + l` for a positive two-term sum, to a few :math:`2^{-30}` of :math:`|h|`.
+
+    XLA's ``log`` is off by up to 1.1 ulp; one Newton step on :math:`e^{h} = x` with the
+    compensated :func:`exp_with_error` gives :math:`l = (x + x_l) e^{-h} - 1` (exact to first
+    order: :math:`x e^{-h}` is within an ulp of 1, so its difference from 1 is exact).
+    """
+    high = jnp.log(x)
+    inverse, inverse_low = exp_with_error(-high)
+    product, product_error = two_product(x, inverse)
+    one = _backend.computed_one(x)
+    return high, (product - one) + (product_error + (x * inverse_low + x_low * inverse))
+
+
+# ln 2 = high + low, each high with enough trailing zeros that k high is exact (Cody and Waite).
+LN2_HIGH, LN2_LOW = 0.693145751953125, 1.4286068203094173e-06  # 64 high is exact in any float
+_LN2_HIGH_32 = 0.693145751953125
+_LN2_LOW_32 = 1.4286068203094173e-06
+_LN2_HIGH_64 = 6.93147180369123816490e-01
+_LN2_LOW_64 = 1.90821492927058770002e-10

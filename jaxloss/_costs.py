@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import jax
 
-from jaxloss import _probability, _rules, _sigmoid, _softmax
+from jaxloss import _divergence, _probability, _rules, _sigmoid, _softmax
 
 COSTS: tuple[Callable[..., jax.Array], ...] = (
     _sigmoid.sigmoid_binary_cross_entropy,
@@ -17,6 +17,10 @@ COSTS: tuple[Callable[..., jax.Array], ...] = (
     _probability.binary_cross_entropy,
     _probability.categorical_cross_entropy,
     _probability.multilabel_cross_entropy,
+    _sigmoid.sigmoid_focal_loss,
+    _softmax.poly_loss_cross_entropy,
+    _divergence.kl_divergence,
+    _divergence.kl_divergence_with_log_targets,
 )
 
 NAMES: tuple[str, ...] = tuple(cost.__name__ for cost in COSTS)

@@ -87,6 +87,38 @@ def nonnegative_scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jn
     return _scalar(value, name, dtype, 0.0, np.inf, open_high=True)
 
 
+def bounded_array(value: jax.typing.ArrayLike, name: str, like: jax.Array, low: float, high: float) -> jax.Array:
+    """A scalar or an array broadcastable to ``like``, in ``[low, high]`` (``[low, inf)`` for an infinite ``high``).
+
+    Concrete values outside the interval raise ``ValueError``; traced ones become NaN there, the
+    convention of :func:`_scalar`. Returned in ``like``'s dtype, with its shape or as a scalar.
+    """
+    array = _array_option(value, name, like.dtype)
+    if array.ndim:
+        try:
+            shape = np.broadcast_shapes(array.shape, like.shape)
+        except ValueError:
+            shape = None
+        if shape != like.shape:
+            raise ValueError(f"`{name}` with shape {array.shape} must broadcast to the shape {like.shape} of `logits`.")
+        array = jnp.broadcast_to(array, like.shape)
+    inside = (array >= low) & ((array <= high) if np.isfinite(high) else (array < high))
+    try:
+        concrete = np.asarray(inside)
+    except jax.errors.TracerArrayConversionError:
+        return jnp.where(inside, array, jnp.nan)
+    if not concrete.all():
+        interval = f"[{low}, {high}]" if np.isfinite(high) else f"[{low}, inf)"
+        bad = np.asarray(array)[~concrete].ravel()[0] if concrete.ndim else float(array)
+        raise ValueError(f"`{name}` must lie in {interval}, got {bad}.")
+    return array
+
+
+def real_scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jnp.dtype) -> jax.Array:
+    """A finite real scalar option, of either sign, in the compute dtype."""
+    return _scalar(value, name, dtype, -np.inf, np.inf, open_low=True, open_high=True)
+
+
 def _is_off(value: float | jax.typing.ArrayLike) -> bool:
     return isinstance(value, numbers.Real) and float(value) == 0.0
 

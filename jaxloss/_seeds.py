@@ -43,6 +43,38 @@ def sigmoid_binary_cross_entropy_labels_grad_from_inputs(logits: jax.Array, labe
     return jnp.broadcast_to(-logits, jnp.broadcast_shapes(logits.shape, labels.shape))
 
 
+def sigmoid_focal_loss_grads_from_parts(
+    logits: jax.Array, labels: jax.Array, parts: Any, alpha: jax.Array | None, gamma: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Seeds of the focal loss :math:`\\ell = a_t q^\\gamma \\mathrm{ce}`, from the ``_focal`` parts.
+
+    .. math::
+      \\frac{\\partial \\ell}{\\partial z} = a_t q^\\gamma \\left[(\\sigma(z) - y)
+        + \\gamma (1 - 2y) \\frac{\\sigma(z)\\sigma(-z)}{q} \\mathrm{ce}\\right],
+      \\qquad
+      \\frac{\\partial \\ell}{\\partial y} = a_t q^\\gamma \\left[-z
+        - \\gamma \\tanh(z/2) \\frac{\\mathrm{ce}}{q}\\right] + (2\\alpha - 1) q^\\gamma \\mathrm{ce}
+
+    with :math:`q = 1 - p_t`, :math:`a_t = \\alpha y + (1 - \\alpha)(1 - y)` (1 without
+    ``alpha``), :math:`dq/dz = (1 - 2y)\\sigma(z)\\sigma(-z)` and
+    :math:`dq/dy = \\sigma(-z) - \\sigma(z) = -\\tanh(z/2)`. For hard labels both brackets are sums
+    of terms of one sign, so nothing cancels; :math:`q^{\\gamma - 1}` is never formed, so
+    :math:`\\gamma < 1` (an infinite slope at :math:`p_t = 1`) stays finite.
+    """
+    factor, scale = parts.factor + parts.factor_low, parts.scale  # q^gamma = factor * scale, scaled last
+    logit_part = sigmoid_binary_cross_entropy_grad_from_inputs(logits, labels)
+    logit_part = logit_part + gamma * (1.0 - 2.0 * labels) * parts.slope
+    # q^gamma z -> 0 as |z| -> inf where q^gamma = 0 (it decays exponentially).
+    factor_times_z = jnp.where(factor == 0, 0.0, factor * logits)
+    labels_grad = (-factor_times_z - factor * (gamma * jnp.tanh(0.5 * logits) * parts.ce_over_q)) * scale
+    grad = (factor * logit_part) * scale
+    if alpha is None:
+        return grad, labels_grad
+    weight = alpha * labels + (1.0 - alpha) * (1.0 - labels)
+    alpha_part = jnp.where(factor == 0, 0.0, (2.0 * alpha - 1.0) * ((factor * parts.ce) * scale))
+    return weight * grad, weight * labels_grad + alpha_part
+
+
 # --- softmax, logit space ---------------------------------------------------------------
 
 
@@ -75,6 +107,59 @@ def softmax_cross_entropy_labels_grad_from_stats(logits: jax.Array, stats: Softm
     """
     grad = _stats.neg_log_softmax(logits, stats)
     return jnp.where(_stats.live_rows(stats.max) & (logits != -jnp.inf), grad, 0.0)
+
+
+def poly_loss_cross_entropy_labels_grad_from_stats(
+    logits: jax.Array, stats: SoftmaxStats, epsilon: jax.Array
+) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial y_j = \\phi_j = -\\log p_j + \\epsilon (1 - p_j)`, 0 at a masked class.
+
+    The poly-1 loss is linear in the labels, :math:`\\ell = \\sum_j y_j \\phi_j`, so these are
+    also its terms. :math:`1 - p_j` is :math:`T/S` at an arg-max (no cancellation for a
+    confident row). For :math:`\\epsilon \\ge 0` both terms are non-negative. For
+    :math:`\\epsilon < 0` and :math:`p_j \\ge 1/2` it is
+    :math:`(1 + \\epsilon)(1 - p_j) + h` with :math:`h = -\\log p_j - (1 - p_j) \\ge 0` written
+    without cancellation: with :math:`w = T/(2 + T) \\le 1/3`,
+
+    .. math::
+      h = \\frac{T^2}{(1 + T)(2 + T)} + \\sum_{k \\ge 1} \\frac{2 w^{2k+1}}{2k + 1},
+
+    so :math:`\\epsilon = -1` keeps the digits of :math:`h \\approx T^2/2`.
+    """
+    probs, is_max, total = _softmax_from_stats(logits, stats)
+    rest = jnp.where(is_max, stats.rest / total, 1.0 - probs)
+    direct = _stats.neg_log_softmax(logits, stats) + epsilon * rest
+    t = stats.rest
+    w = t / (2.0 + t)
+    square = w * w
+    terms = 17 if logits.dtype == jnp.float64 else 8
+    series = jnp.full_like(square, 2.0 / (2 * terms + 1))
+    for k in range(terms - 1, 0, -1):
+        series = 2.0 / (2 * k + 1) + square * series
+    excess = t * t / ((1.0 + t) * (2.0 + t)) + w * square * series
+    near = (1.0 + epsilon) * rest + excess
+    phi = jnp.where((epsilon < 0) & is_max & (t <= 1.0), near, direct)
+    return jnp.where(_stats.live_rows(stats.max) & (logits != -jnp.inf), phi, 0.0)
+
+
+def poly_loss_cross_entropy_grad_from_stats(
+    logits: jax.Array, labels: jax.Array, stats: SoftmaxStats, epsilon: jax.Array, axes: Axes
+) -> jax.Array:
+    """:math:`\\partial\\ell/\\partial z_k = p_k \\sum_j y_j c_j - y_k c_k`, with :math:`c_j = 1 + \\epsilon p_j`.
+
+    The cross-entropy's :math:`p_k \\sum y - y_k` plus :math:`\\epsilon p_k (\\sum_j y_j p_j - y_k)`.
+    At an arg-max it is :math:`p_k \\sum_{j \\ne k} y_j c_j - y_k c_k (1 - p_k)`, so a confident
+    one-hot row gives :math:`-(1 - p_l)(1 + \\epsilon p_l)` with every digit; :math:`c` is
+    :math:`(1 + \\epsilon) - \\epsilon (1 - p)` for :math:`\\epsilon < 0`, a sum of
+    non-negative terms for :math:`\\epsilon \\ge -1`.
+    """
+    probs, is_max, total = _softmax_from_stats(logits, stats)
+    rest = jnp.where(is_max, stats.rest / total, 1.0 - probs)
+    scale = jnp.where(epsilon < 0, (1.0 + epsilon) - epsilon * rest, 1.0 + epsilon * probs)
+    weighted = labels * scale
+    row = _backend.row_step(jnp.sum(weighted, axis=axes, keepdims=True), stats.rest)
+    grad = jnp.where(is_max, probs * (row - weighted) - weighted * rest, probs * row - weighted)
+    return jnp.where(_stats.live_rows(stats.max), grad, 0.0)
 
 
 def softmax_cross_entropy_with_integer_labels_grad_from_totals(
@@ -169,6 +254,22 @@ def categorical_cross_entropy_grad_from_clamped(clamped: jax.Array, labels: jax.
 def categorical_cross_entropy_labels_grad_from_clamped(clamped: jax.Array) -> jax.Array:
     """:math:`\\partial\\ell/\\partial y_j = -\\log a_j`."""
     return -jnp.log(clamped)
+
+
+# --- Kullback-Leibler divergence ----------------------------------------------------------------
+
+
+def kl_divergence_grads_from_logs(
+    log_predictions: jax.Array, targets: jax.Array, log_targets: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """:math:`\\partial\\ell/\\partial \\log p = -t` and :math:`\\partial\\ell/\\partial t = \\log t - \\log p + 1`.
+
+    Both are 0 at a target of 0, a class out of play (``0 log 0 = 0``). For log-targets,
+    :math:`\\partial\\ell/\\partial \\log t = t\\,\\partial\\ell/\\partial t`, which tends to 0 there.
+    """
+    absent = targets == 0
+    targets_grad = jnp.where(absent, 0.0, (log_targets - log_predictions) + 1.0)
+    return jnp.where(absent, 0.0, -targets), targets_grad
 
 
 # --- the training options --------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxloss import _article, _backend, _checks, _compensated, _options, _seeds
+from jaxloss import _article, _backend, _checks, _compensated, _focal, _options, _seeds
 from jaxloss._rules import Axes, Rule
 
 # --- the forward formulas ------------------------------------------------------------------------
@@ -84,6 +85,36 @@ def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
 
 
 _RULE = Rule(_forward, _seed, _article.sigmoid_binary_cross_entropy)
+
+
+class FocalAux(NamedTuple):
+    """The focal loss's hyperparameters (not differentiated), broadcast to the logits or scalars."""
+
+    alpha: jax.Array | None
+    gamma: jax.Array
+
+
+def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Axes) -> tuple[jax.Array, Any]:
+    """:math:`a_t q^\\gamma \\mathrm{ce}` from the parts of ``_focal``, the weight times a two-term factor."""
+    del axes
+    parts = _focal.parts(logits, labels, aux.gamma)
+    factor, factor_low = parts.factor, parts.factor_low
+    if aux.alpha is not None:
+        weight, weight_low = _focal.class_weight(aux.alpha, labels)
+        product, product_error = _compensated.two_product(weight, factor)
+        factor, factor_low = product, product_error + (weight * factor_low + weight_low * factor)
+    # factor is 0 only where ce is finite (q^gamma underflows on the right side of a hard label).
+    loss = (factor * parts.ce + jnp.where(factor_low == 0, 0.0, factor_low * parts.ce)) * parts.scale
+    return loss, (logits, labels, aux, parts)
+
+
+def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    del axes
+    logits, labels, aux, parts = residuals
+    return _seeds.sigmoid_focal_loss_grads_from_parts(logits, labels, parts, aux.alpha, aux.gamma)
+
+
+_FOCAL = Rule(_focal_forward, _focal_seed, _article.sigmoid_focal_loss)
 
 
 def _prepare(logits: Any, labels: Any, options: dict[str, Any]) -> tuple[jax.Array, jax.Array, Any]:
@@ -219,3 +250,53 @@ def summed_over(
     x = jnp.where(mask, x, neutral)
     y = jnp.where(mask, y, 0.0)
     return jnp.sum(jnp.where(mask, rule(x, y, aux, ()), 0.0), axis=axes)
+
+
+def sigmoid_focal_loss(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    alpha: jax.typing.ArrayLike | None = None,
+    gamma: jax.typing.ArrayLike = 2.0,
+) -> jax.Array:
+    """Element-wise sigmoid focal loss: the cross-entropy scaled down where the prediction is right.
+
+    .. math::
+      \\ell(z, y) = a_t\\, (1 - p_t)^\\gamma\\, \\mathrm{ce}(z, y), \\qquad
+      1 - p_t = (1 - y)\\,\\sigma(z) + y\\,\\sigma(-z), \\qquad
+      a_t = \\alpha y + (1 - \\alpha)(1 - y)
+
+    with :math:`\\mathrm{ce}` the sigmoid cross-entropy (:func:`sigmoid_binary_cross_entropy`).
+    :math:`(1 - p_t)^\\gamma` is formed in log space with the exact part of its exponent carried
+    separately, so confident rows keep their digits; the seeds never form
+    :math:`(1 - p_t)^{\\gamma - 1}`, so they are finite for :math:`\\gamma < 1` and at any
+    finite logit. Infinite logits take their limits.
+
+    Args:
+      logits: floating logits, any shape.
+      labels: labels in [0, 1], hard or soft, broadcastable with ``logits``.
+      alpha: the weight of the positive class, in [0, 1], a scalar or broadcastable to the
+        logits; ``None`` (the default) weighs both classes 1.
+      gamma: the focusing exponent γ ≥ 0, a scalar or broadcastable to the logits; γ = 0 is
+        the cross-entropy.
+
+    Returns:
+      The loss of each element, with the broadcast shape; float32 for float16 and bfloat16 input.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits, labels = jnp.array([0.0, 20.0, -20.0]), jnp.array([1.0, 1.0, 1.0])
+      >>> print(jaxloss.sigmoid_focal_loss(logits, labels))
+      [1.732868e-01 8.756511e-27 2.000000e+01]
+      >>> print(jax.grad(lambda z: jaxloss.sigmoid_focal_loss(z, labels, gamma=0.5).sum())(logits))
+      [-4.7608566e-01 -1.4036435e-13 -1.0000000e+00]
+
+    References:
+      T.-Y. Lin et al., "Focal Loss for Dense Object Detection" (2017).
+      ``optax.losses.sigmoid_focal_loss``; torchvision's ``sigmoid_focal_loss``.
+    """
+    z, y = _checks.floating_pair(logits, labels, "logits")
+    gamma_array = _options.bounded_array(gamma, "gamma", z, 0.0, np.inf)
+    alpha_array = None if alpha is None else _options.bounded_array(alpha, "alpha", z, 0.0, 1.0)
+    return _FOCAL(z, y, FocalAux(alpha_array, gamma_array), ())

@@ -69,6 +69,29 @@ def _soft_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
 _SOFT = Rule(_soft_forward, _soft_seed, _article.softmax_cross_entropy)
 
 
+# --- poly-1: the cross-entropy plus epsilon (1 - p_t) ----------------------------------------------
+
+
+def _poly_forward(logits: jax.Array, labels: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
+    """:math:`\\sum_j y_j \\phi_j`, the terms :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` of the label seed."""
+    stats = _stats.softmax_stats(logits, axes)
+    phi = _seeds.poly_loss_cross_entropy_labels_grad_from_stats(logits, stats, epsilon)
+    # A masked class (phi = 0 there, its label 0) adds nothing; phi is +inf only at a -inf logit.
+    loss = jnp.sum(jnp.where(labels == 0, 0.0, labels * phi), axis=axes)
+    return loss, (logits, labels, epsilon, stats)
+
+
+def _poly_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    logits, labels, epsilon, stats = residuals
+    return (
+        _seeds.poly_loss_cross_entropy_grad_from_stats(logits, labels, stats, epsilon, axes),
+        _seeds.poly_loss_cross_entropy_labels_grad_from_stats(logits, stats, epsilon),
+    )
+
+
+_POLY = Rule(_poly_forward, _poly_seed, _article.poly_loss_cross_entropy)
+
+
 # --- integer labels: the forward formula -----------------------------------------------------------
 
 
@@ -325,3 +348,58 @@ def softmax_cross_entropy_with_integer_labels(
     if mask is not None:
         mask = jnp.broadcast_to(mask, z.shape)
     return _INTEGER(z, classes, IntegerAux(mask, options), axes)
+
+
+def poly_loss_cross_entropy(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    epsilon: float | jax.typing.ArrayLike = 2.0,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Poly-1 loss: the softmax cross-entropy plus ε times the first term of its Taylor series.
+
+    .. math::
+      \\ell(z, y) = \\sum_j y_j \\left[-\\log p_j + \\epsilon (1 - p_j)\\right],
+      \\qquad \\frac{\\partial \\ell}{\\partial z_k} = p_k \\sum_j y_j c_j - y_k c_k,
+      \\quad c_j = 1 + \\epsilon p_j
+
+    with :math:`p = \\operatorname{softmax}(z)`; for one-hot labels it is
+    :math:`-\\log p_t + \\epsilon (1 - p_t)`. :math:`1 - p_t` of a confident row is read from the
+    row statistics, not subtracted, and for ε = -1 the loss :math:`-\\log p_t - (1 - p_t)
+    \\approx (1 - p_t)^2/2` is summed without cancellation. ``0 log 0 = 0``: a ``-inf`` logit with
+    a zero label is a masked class.
+
+    Args:
+      logits: floating logits with classes along ``axis``.
+      labels: per-class target weights, broadcastable with ``logits``.
+      epsilon: the coefficient ε of the first polynomial term, a real scalar (2 for ImageNet,
+        -1 for detection, in the paper).
+      axis: the class axis or axes (``None``: every axis).
+      where: optional boolean mask, optax's meaning (as in :func:`softmax_cross_entropy`).
+
+    Returns:
+      The loss of each example: the broadcast shape without ``axis``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[8.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+      >>> print(jaxloss.poly_loss_cross_entropy(logits, labels, epsilon=-1.0))
+      [2.2486915e-07 4.3194562e-01]
+
+    References:
+      Z. Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
+      Functions" (2022). ``optax.losses.poly_loss_cross_entropy``.
+    """
+    z, y = _checks.floating_pair(logits, labels, "logits")
+    axes = _checks.canonical_axes(axis, z.ndim, "logits")
+    _checks.require_classes(z, axes, "logits")
+    eps = _options.real_scalar(epsilon, "epsilon", z.dtype)
+    mask = _checks.canonical_where(where, z.shape, axes)
+    if mask is not None:
+        z = jnp.where(mask, z, -jnp.inf)
+        y = jnp.where(mask, y, 0.0)
+    return _POLY(z, y, eps, axes)

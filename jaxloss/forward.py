@@ -18,5 +18,9 @@ softmax_cross_entropy_with_integer_labels = _TWINS["softmax_cross_entropy_with_i
 binary_cross_entropy = _TWINS["binary_cross_entropy"]
 categorical_cross_entropy = _TWINS["categorical_cross_entropy"]
 multilabel_cross_entropy = _TWINS["multilabel_cross_entropy"]
+sigmoid_focal_loss = _TWINS["sigmoid_focal_loss"]
+poly_loss_cross_entropy = _TWINS["poly_loss_cross_entropy"]
+kl_divergence = _TWINS["kl_divergence"]
+kl_divergence_with_log_targets = _TWINS["kl_divergence_with_log_targets"]
 
 __all__ = list(_costs.NAMES)

@@ -5,14 +5,17 @@ first argument, and each ``*_labels_grad`` function the gradient with respect to
 The article's cost ``J`` is the mean over the ``m`` examples, so its seeds are these divided by
 ``m``.
 
-================================  ===============================  ===========================
-cost                              seed, per example                article
-================================  ===============================  ===========================
-sigmoid, logit space              :math:`\\sigma(z) - y`            dJ/dZ = (A - Y)/m
-softmax, logit space              :math:`a \\sum_p y_p - y`         dJ/dZ = (a sum(y) - y)/m
-sigmoid, probability space        :math:`(a - y) / (a (1 - a))`    dJ/dA
-softmax, probability space        :math:`-y / a`                   dJ/dA = -(1/m) y/a
-================================  ===============================  ===========================
+================================  ========================================  ===========================
+cost                              seed, per example                         article
+================================  ========================================  ===========================
+sigmoid, logit space              :math:`\\sigma(z) - y`                     dJ/dZ = (A - Y)/m
+softmax, logit space              :math:`a \\sum_p y_p - y`                  dJ/dZ = (a sum(y) - y)/m
+sigmoid, probability space        :math:`(a - y) / (a (1 - a))`             dJ/dA
+softmax, probability space        :math:`-y / a`                            dJ/dA = -(1/m) y/a
+focal (sigmoid)                   :math:`a_t q^\\gamma [(\\sigma(z) - y) + ...]`  beyond the article
+poly-1 (softmax)                  :math:`p \\sum_j y_j c_j - y c`             beyond the article
+KL, log-predictions               :math:`-t`                                beyond the article
+================================  ========================================  ===========================
 
 The math of each seed is written once, in the private ``jaxloss._seeds``; the rules of
 :mod:`jaxloss` pair it with its cost. These functions evaluate exactly that seed through the
@@ -30,16 +33,24 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _options, _probability, _seeds, _sigmoid, _softmax, _stats
+from jaxloss import _checks, _divergence, _options, _probability, _seeds, _sigmoid, _softmax, _stats
 
 __all__ = [
     "binary_cross_entropy_grad",
     "binary_cross_entropy_labels_grad",
     "categorical_cross_entropy_grad",
     "categorical_cross_entropy_labels_grad",
+    "kl_divergence_grad",
+    "kl_divergence_labels_grad",
+    "kl_divergence_with_log_targets_grad",
+    "kl_divergence_with_log_targets_labels_grad",
     "multilabel_cross_entropy_grad",
+    "poly_loss_cross_entropy_grad",
+    "poly_loss_cross_entropy_labels_grad",
     "sigmoid_binary_cross_entropy_grad",
     "sigmoid_binary_cross_entropy_labels_grad",
+    "sigmoid_focal_loss_grad",
+    "sigmoid_focal_loss_labels_grad",
     "sigmoid_multilabel_cross_entropy_grad",
     "soft_cap_grad",
     "softmax_cross_entropy_grad",
@@ -289,3 +300,133 @@ def z_loss_grad(
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
     alpha = _options.nonnegative_scalar(z_loss, "z_loss", z.dtype)
     return _seeds.z_loss_grad_from_stats(z, _stats.softmax_stats(z, axes), alpha)
+
+
+def sigmoid_focal_loss_grad(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, **options: Any) -> jax.Array:
+    """d(loss)/dZ of the focal loss, per element.
+
+    :math:`a_t q^\\gamma [(\\sigma(z) - y) + \\gamma (1 - 2y)\\, \\sigma(z)\\sigma(-z)\\, \\mathrm{ce}/q]`
+    with :math:`q = 1 - p_t`; the options are those of :func:`jaxloss.sigmoid_focal_loss`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> grad = seeds.sigmoid_focal_loss_grad(jnp.array([0.0, 20.0]), jnp.array([1.0, 1.0]))
+      >>> print([f"{g:.6e}" for g in grad.tolist()])
+      ['-2.982868e-01', '-2.626953e-26']
+    """
+    return _seed_of(_sigmoid.sigmoid_focal_loss, 0, (logits, labels), options)
+
+
+def sigmoid_focal_loss_labels_grad(
+    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, **options: Any
+) -> jax.Array:
+    """d(loss)/dY of the focal loss, per element.
+
+    :math:`a_t q^\\gamma [-z - \\gamma \\tanh(z/2)\\, \\mathrm{ce}/q] + (2\\alpha - 1) q^\\gamma \\mathrm{ce}`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.sigmoid_focal_loss_labels_grad(jnp.array([1.0, -1.0]), jnp.array([1.0, 0.0])))
+      [-0.15019533  0.15019533]
+    """
+    return _seed_of(_sigmoid.sigmoid_focal_loss, 1, (logits, labels), options)
+
+
+def poly_loss_cross_entropy_grad(
+    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, **options: Any
+) -> jax.Array:
+    """d(loss)/dZ of the poly-1 loss: :math:`p_k \\sum_j y_j c_j - y_k c_k`, :math:`c_j = 1 + \\epsilon p_j`.
+
+    The options (``epsilon``, ``axis``, ``where``) are those of :func:`jaxloss.poly_loss_cross_entropy`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.poly_loss_cross_entropy_grad(jnp.zeros(2), jnp.array([1.0, 0.0])))
+      [-1.  1.]
+    """
+    return _seed_of(_softmax.poly_loss_cross_entropy, 0, (logits, labels), options)
+
+
+def poly_loss_cross_entropy_labels_grad(
+    logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, **options: Any
+) -> jax.Array:
+    """d(loss)/dY of the poly-1 loss: :math:`-\\log a + \\epsilon (1 - a)` (0 at a masked class).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.poly_loss_cross_entropy_labels_grad(jnp.zeros(2), jnp.array([1.0, 0.0]), epsilon=1.0))
+      [1.1931472 1.1931472]
+    """
+    return _seed_of(_softmax.poly_loss_cross_entropy, 1, (logits, labels), options)
+
+
+def kl_divergence_grad(
+    log_predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """d(loss)/d(log p) of the KL divergence: :math:`-t`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.kl_divergence_grad(jnp.log(jnp.array([0.5, 0.5])), jnp.array([0.25, 0.75])))
+      [-0.25 -0.75]
+    """
+    return _seed_of(_divergence.kl_divergence, 0, (log_predictions, targets, axis, where), {})
+
+
+def kl_divergence_labels_grad(
+    log_predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """d(loss)/dt of the KL divergence, w.r.t. the targets: :math:`\\log t - \\log p + 1` (0 where t = 0).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.kl_divergence_labels_grad(jnp.log(jnp.array([0.5, 0.5])), jnp.array([0.5, 0.0])))
+      [1. 0.]
+    """
+    return _seed_of(_divergence.kl_divergence, 1, (log_predictions, targets, axis, where), {})
+
+
+def kl_divergence_with_log_targets_grad(
+    log_predictions: jax.typing.ArrayLike,
+    log_targets: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """d(loss)/d(log p) of the KL divergence from log-targets: :math:`-e^{\\log t}`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.kl_divergence_with_log_targets_grad(jnp.zeros(2), jnp.log(jnp.array([0.25, 0.75]))))
+      [-0.25 -0.75]
+    """
+    return _seed_of(_divergence.kl_divergence_with_log_targets, 0, (log_predictions, log_targets, axis, where), {})
+
+
+def kl_divergence_with_log_targets_labels_grad(
+    log_predictions: jax.typing.ArrayLike,
+    log_targets: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """d(loss)/d(log t), w.r.t. the log-targets: :math:`t (\\log t - \\log p + 1)`, 0 at a ``-inf`` log-target.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss import seeds
+      >>> print(seeds.kl_divergence_with_log_targets_labels_grad(jnp.zeros(2), jnp.array([0.0, -jnp.inf])))
+      [1. 0.]
+    """
+    return _seed_of(_divergence.kl_divergence_with_log_targets, 1, (log_predictions, log_targets, axis, where), {})

@@ -1,0 +1,155 @@
+"""The Kullback-Leibler divergence of predicted log-probabilities from targets, or from log-targets.
+
+Both are sums over ``axis`` of element-wise terms, each term a rule with its seed:
+
+.. math::
+  \\mathrm{KL}(t \\,\\|\\, p) = \\sum_j t_j (\\log t_j - \\log p_j)
+
+The difference is taken per element, so equal inputs give exactly 0 term by term.
+``0 log 0 = 0``: a target of exactly 0 (a log-target of ``-inf``) is a class out of play. It
+costs 0 whatever the prediction, even ``-inf``, and passes a zero gradient to both arguments. A
+target below 0 is not a probability: NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _article, _checks, _seeds
+from jaxloss._rules import Axes, Rule
+from jaxloss._sigmoid import summed_over
+
+# --- the forward formulas, each with its seed ----------------------------------------------------
+
+
+def _forward(log_predictions: jax.Array, targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    """:math:`t (\\log t - \\log p)`, 0 where :math:`t = 0`."""
+    del aux, axes
+    absent = targets == 0
+    log_targets = jnp.log(jnp.where(absent, 1.0, targets))
+    loss = jnp.where(absent, 0.0, targets * (log_targets - log_predictions))
+    return loss, (log_predictions, targets, log_targets)
+
+
+def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    del axes
+    return _seeds.kl_divergence_grads_from_logs(*residuals)
+
+
+def _log_forward(log_predictions: jax.Array, log_targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    """:math:`e^{\\log t} (\\log t - \\log p)`, 0 where :math:`\\log t = -\\infty`."""
+    del aux, axes
+    absent = log_targets == -jnp.inf
+    targets = jnp.exp(log_targets)
+    loss = jnp.where(absent, 0.0, targets * (log_targets - log_predictions))
+    return loss, (log_predictions, targets, log_targets)
+
+
+def _log_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
+    del axes
+    log_predictions, targets, log_targets = residuals
+    grad, targets_grad = _seeds.kl_divergence_grads_from_logs(log_predictions, targets, log_targets)
+    return grad, targets * targets_grad  # d/d(log t) = t d/dt
+
+
+_KL = Rule(_forward, _seed, _article.kl_divergence)
+_LOG_KL = Rule(_log_forward, _log_seed, _article.kl_divergence_with_log_targets)
+
+
+# --- the public costs ----------------------------------------------------------------------------
+
+
+def kl_divergence(
+    log_predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Kullback-Leibler divergence of predicted log-probabilities from target probabilities.
+
+    .. math::
+      \\ell = \\sum_j t_j (\\log t_j - \\log p_j), \\qquad
+      \\frac{\\partial \\ell}{\\partial \\log p_j} = -t_j, \\qquad
+      \\frac{\\partial \\ell}{\\partial t_j} = \\log t_j - \\log p_j + 1
+
+    Each term is :math:`t_j (\\log t_j - \\log p_j)`, with the difference taken first: where
+    ``log_predictions`` is ``jnp.log(targets)`` the loss is exactly 0. ``0 log 0 = 0``: a
+    target of 0 costs 0 (also against a ``-inf`` prediction) with a zero gradient for both
+    arguments; a positive target against a ``-inf`` prediction costs ``+inf``. :math:`\\log t` is
+    rounded once, so nearly matching rows keep the digits of that rounding; with
+    :func:`kl_divergence_with_log_targets` the difference is exact.
+
+    Args:
+      log_predictions: floating log-probabilities with classes along ``axis``.
+      targets: target probabilities, broadcastable with ``log_predictions``; a target of exactly
+        0 is a class out of play, one below 0 gives NaN.
+      axis: the class axis or axes (``None``: every axis).
+      where: optional boolean mask of the classes (the shape of the inputs) or of the examples
+        (the batch shape); dropped classes cost 0 and get a zero gradient.
+
+    Returns:
+      The divergence of each example: the broadcast shape without ``axis``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> targets = jnp.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+      >>> log_predictions = jnp.log(jnp.array([[0.25, 0.25, 0.5], [0.2, 0.3, 0.5]]))
+      >>> print(jaxloss.kl_divergence(log_predictions, targets))
+      [0.6931472 0.       ]
+
+    References:
+      S. Kullback and R. A. Leibler, "On Information and Sufficiency" (1951).
+      ``optax.losses.kl_divergence``; torch's ``kl_div``.
+    """
+    x, t = _checks.floating_pair(log_predictions, targets, "log_predictions", "targets")
+    return summed_over(_KL, x, t, None, axis, where, "log_predictions", 0.0)
+
+
+def kl_divergence_with_log_targets(
+    log_predictions: jax.typing.ArrayLike,
+    log_targets: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Kullback-Leibler divergence of predicted log-probabilities from target log-probabilities.
+
+    .. math::
+      \\ell = \\sum_j e^{\\log t_j} (\\log t_j - \\log p_j), \\qquad
+      \\frac{\\partial \\ell}{\\partial \\log p_j} = -t_j, \\qquad
+      \\frac{\\partial \\ell}{\\partial \\log t_j} = t_j (\\log t_j - \\log p_j + 1)
+
+    The form for distillation with a trainable teacher: the difference of the two logs is exact
+    where they are close (Sterbenz), so nearly matching rows keep their digits and equal inputs
+    give exactly 0. A log-target of ``-inf`` is a zero-probability class: it costs 0 with a zero
+    gradient for both arguments (the limit of :math:`t \\log t`).
+
+    Args:
+      log_predictions: floating log-probabilities with classes along ``axis``.
+      log_targets: target log-probabilities, broadcastable with ``log_predictions``.
+      axis: the class axis or axes (``None``: every axis).
+      where: optional boolean mask of the classes or of the examples, as in
+        :func:`kl_divergence`.
+
+    Returns:
+      The divergence of each example: the broadcast shape without ``axis``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> student = jax.nn.log_softmax(jnp.array([[2.0, 0.0, -1.0]]))
+      >>> teacher = jax.nn.log_softmax(jnp.array([[1.0, 1.0, -jnp.inf]]))
+      >>> print(jaxloss.kl_divergence_with_log_targets(student, teacher))
+      [0.47669888]
+      >>> print(jax.grad(lambda t: jaxloss.kl_divergence_with_log_targets(student, t).sum())(teacher))
+      [[0.23834944 1.2383494  0.        ]]
+
+    References:
+      S. Kullback and R. A. Leibler, "On Information and Sufficiency" (1951).
+      ``optax.losses.kl_divergence_with_log_targets``; torch's ``kl_div(log_target=True)``.
+    """
+    x, t = _checks.floating_pair(log_predictions, log_targets, "log_predictions", "log_targets")
+    return summed_over(_LOG_KL, x, t, None, axis, where, "log_predictions", 0.0)
