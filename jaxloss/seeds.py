@@ -329,7 +329,7 @@ def sigmoid_focal_loss_labels_grad(
       >>> import jax.numpy as jnp
       >>> from jaxloss import seeds
       >>> print(seeds.sigmoid_focal_loss_labels_grad(jnp.array([1.0, -1.0]), jnp.array([1.0, 0.0])))
-      [-0.15019533  0.15019533]
+      [-0.15019535  0.15019535]
     """
     return _seed_of(_sigmoid.sigmoid_focal_loss, 1, (logits, labels), options)
 
