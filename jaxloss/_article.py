@@ -163,7 +163,9 @@ def poly_loss_cross_entropy(logits: jax.Array, labels: jax.Array, epsilon: Any, 
     live = _live(logits, axes)
     logits = jnp.where(jnp.expand_dims(live, axes), logits, 0.0)
     probs = softmax(logits, axes)
-    loss = categorical_cross_entropy(probs, labels, None, axes) + epsilon * jnp.sum(labels * (1.0 - probs), axis=axes)
+    # A masked (-inf) class is out of play, its label ignored as in the cross-entropy's 0 log 0.
+    first = jnp.where(logits == -jnp.inf, 0.0, labels * (1.0 - probs))
+    loss = categorical_cross_entropy(probs, labels, None, axes) + epsilon * jnp.sum(first, axis=axes)
     return jnp.where(live, loss, 0.0)
 
 

@@ -131,7 +131,7 @@ def exp_with_error(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     wide = x.dtype == jnp.float64
     high_part, low_part = (_LN2_HIGH_64, _LN2_LOW_64) if wide else (_LN2_HIGH_32, _LN2_LOW_32)
-    x = jnp.maximum(x, -1500.0 if wide else -200.0)
+    x = jnp.maximum(x, -1400.0 if wide else -170.0)  # e^x is 0 below; 2^-k in two normal halves
     k = jnp.round(x * (-1.0 / math.log(2.0)))
     reduced, reduced_error = two_sum(x + k * high_part, k * low_part)  # x + k ln 2, in [-ln2/2, ln2/2]
     terms = 14 if wide else 8
@@ -143,8 +143,20 @@ def exp_with_error(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     low = head_error + reduced * reduced * tail
     high, high_error = two_sum(head, low)
     low = high_error + high * reduced_error  # e^(r + e) = e^r (1 + e)
-    scale = jnp.ldexp(one, -k.astype(jnp.int32))
-    return high * scale, low * scale
+    first = jnp.floor(-0.5 * k)
+    scale, rest = _power_of_two(first), _power_of_two(-k - first)
+    return (high * scale) * rest, (low * scale) * rest
+
+
+def _power_of_two(n: jax.Array) -> jax.Array:
+    """:math:`2^n` for integer-valued ``n`` within the normal exponents, built from its bits.
+
+    ``jnp.ldexp`` lowers to a power on XLA-CPU, which it writes out as an array of its own.
+    """
+    info = jnp.finfo(n.dtype)
+    bits = jnp.int64 if n.dtype == jnp.float64 else jnp.int32
+    exponent = (n.astype(bits) + (info.maxexp - 1)) << info.nmant
+    return jax.lax.bitcast_convert_type(exponent, n.dtype)
 
 
 def log_with_error(x: jax.Array, x_low: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _article, _checks, _seeds
+from jaxloss import _article, _backend, _checks, _seeds
 from jaxloss._rules import Axes, Rule
 from jaxloss._sigmoid import summed_over
 
@@ -28,31 +28,54 @@ from jaxloss._sigmoid import summed_over
 def _forward(log_predictions: jax.Array, targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`t (\\log t - \\log p)`, 0 where :math:`t = 0`."""
     del aux, axes
-    absent = targets == 0
-    log_targets = jnp.log(jnp.where(absent, 1.0, targets))
-    loss = jnp.where(absent, 0.0, targets * (log_targets - log_predictions))
-    return loss, (log_predictions, targets, log_targets)
+    return _term(log_predictions, targets, _safe_log(targets)), (log_predictions, targets)
 
 
 def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    return _seeds.kl_divergence_grads_from_logs(*residuals)
+    log_predictions, targets = residuals
+    return _seeds.kl_divergence_grads_from_logs(log_predictions, targets, _safe_log(targets))
+
+
+def _safe_log(targets: jax.Array) -> jax.Array:
+    """:math:`\\log t`, and 0 where :math:`t = 0` (a finite stand-in: that term is 0)."""
+    return jnp.log(targets + (targets == 0).astype(targets.dtype))
+
+
+def _term(log_predictions: jax.Array, targets: jax.Array, log_targets: jax.Array) -> jax.Array:
+    """:math:`t (\\log t - \\log p)`, exactly 0 where :math:`t = 0` whatever the prediction, arithmetic only.
+
+    A select would keep XLA-CPU from fusing the term into the sum over classes (``_backend``,
+    rule 1). The prediction is capped at the largest float, so that :math:`0 \\cdot (0 - \\log p)`
+    is 0, and an infinite one is added back through ``times_infinity`` (:math:`\\infty \\cdot 0 = 0`).
+    """
+    largest = jnp.finfo(log_predictions.dtype).max
+    capped = jnp.clip(log_predictions, -largest, largest)
+    below = jnp.maximum(-log_predictions, largest) - largest  # +inf only where log p = -inf
+    above = jnp.maximum(log_predictions, largest) - largest  # +inf only where log p = +inf
+    finite = targets * (log_targets - capped)
+    return finite + (_backend.times_infinity(below, targets) - _backend.times_infinity(above, targets))
 
 
 def _log_forward(log_predictions: jax.Array, log_targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`e^{\\log t} (\\log t - \\log p)`, 0 where :math:`\\log t = -\\infty`."""
     del aux, axes
-    absent = log_targets == -jnp.inf
     targets = jnp.exp(log_targets)
-    loss = jnp.where(absent, 0.0, targets * (log_targets - log_predictions))
-    return loss, (log_predictions, targets, log_targets)
+    return _term(log_predictions, targets, _finite_log(log_targets)), (log_predictions, log_targets)
 
 
 def _log_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    log_predictions, targets, log_targets = residuals
-    grad, targets_grad = _seeds.kl_divergence_grads_from_logs(log_predictions, targets, log_targets)
+    log_predictions, log_targets = residuals
+    targets = jnp.exp(log_targets)
+    grad, targets_grad = _seeds.kl_divergence_grads_from_logs(log_predictions, targets, _finite_log(log_targets))
     return grad, targets * targets_grad  # d/d(log t) = t d/dt
+
+
+def _finite_log(log_targets: jax.Array) -> jax.Array:
+    """:math:`\\log t`, and 0 where it is ``-inf`` (a finite stand-in: that term is 0)."""
+    present = (log_targets != -jnp.inf).astype(log_targets.dtype)
+    return jnp.maximum(log_targets, -jnp.finfo(log_targets.dtype).max) * present
 
 
 _KL = Rule(_forward, _seed, _article.kl_divergence)

@@ -105,12 +105,13 @@ def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Ax
         factor, factor_low = product, product_error + (weight * factor_low + weight_low * factor)
     # factor is 0 only where ce is finite (q^gamma underflows on the right side of a hard label).
     loss = (factor * parts.ce + jnp.where(factor_low == 0, 0.0, factor_low * parts.ce)) * parts.scale
-    return loss, (logits, labels, aux, parts)
+    return loss, (logits, labels, aux)
 
 
 def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    logits, labels, aux, parts = residuals
+    logits, labels, aux = residuals
+    parts = _focal.parts(logits, labels, aux.gamma)  # recomputed in the backward loop: nothing saved
     return _seeds.sigmoid_focal_loss_grads_from_parts(logits, labels, parts, aux.alpha, aux.gamma)
 
 

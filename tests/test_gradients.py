@@ -40,10 +40,12 @@ from jaxloss._costs import NAMES
 RULES = {"jaxloss": jaxloss, "jaxloss.forward": jaxloss.forward}
 EVERY = {**RULES, "jaxloss.reference": jaxloss.reference}
 
-ELEMENTWISE = ("sigmoid_binary_cross_entropy", "binary_cross_entropy")
+ELEMENTWISE = ("sigmoid_binary_cross_entropy", "binary_cross_entropy", "sigmoid_focal_loss")
 PROBABILITY = ("binary_cross_entropy", "categorical_cross_entropy", "multilabel_cross_entropy")
 SOFTMAX = ("softmax_cross_entropy", "safe_softmax_cross_entropy")
 INTEGER = "softmax_cross_entropy_with_integer_labels"
+POLY = "poly_loss_cross_entropy"
+KL = ("kl_divergence", "kl_divergence_with_log_targets")
 
 # (shape, axis, mask): axis None means the cost takes no axis argument; mask is None, "class"
 # (the shape of the inputs) or "batch" (the shape without the class axes).
@@ -61,6 +63,10 @@ LAYOUTS = {
     "binary_cross_entropy": [((3, 5), None, None)],
     "categorical_cross_entropy": [((3, 5), -1, "class"), ((5, 3), 0, "batch"), ((2, 3, 4), (1, 2), None)],
     "multilabel_cross_entropy": [((3, 5), -1, "batch"), ((5, 3), 0, "class")],
+    "sigmoid_focal_loss": [((3, 5), None, None), ((1, 2), None, None)],
+    POLY: [((3, 5), -1, None), ((5, 3), 0, "class"), ((1, 2), -1, "batch"), ((2, 3, 4), (1, 2), "class")],
+    "kl_divergence": [((3, 5), -1, "class"), ((5, 3), 0, "batch"), ((2, 3, 4), (1, 2), None)],
+    "kl_divergence_with_log_targets": [((3, 5), -1, "class"), ((5, 3), 0, "batch"), ((2, 3, 4), (1, 2), None)],
 }
 
 TOLERANCE = {np.float64: (1e-12, 16 * np.finfo(np.float64).eps), np.float32: (1e-5, 1e-6)}
@@ -151,7 +157,7 @@ def cases(draw, name: str, dtype, layout):
         kind = draw(
             st.sampled_from(
                 ["hard", "soft", "normalised"]
-                if axes and name in (*SOFTMAX, "categorical_cross_entropy")
+                if axes and name in (*SOFTMAX, POLY, "categorical_cross_entropy", *KL)
                 else ["hard", "soft"]
             )
         )
@@ -166,7 +172,13 @@ def cases(draw, name: str, dtype, layout):
             y = one_hot(hot, shape, axes).astype(dtype)
         else:
             y = draw(hnp.arrays(dtype, shape, elements=st.sampled_from([0.0, 1.0])))
-    if name in (*SOFTMAX, INTEGER) and draw(st.booleans()):
+    if name in KL:
+        # The reference's t * (1/t) in d(t log t)/dt flushes to 0 for a subnormal cotangent * t.
+        y = np.where(y < 1e-30, 0.0, y).astype(dtype)
+    if name == "kl_divergence_with_log_targets":
+        # Log-targets in [-4, 0], and -inf (a zero-probability class) where the labels are 0.
+        y = np.where(y == 0, -np.inf, np.log(np.maximum(y, 0.0625)) / 0.7).astype(dtype)
+    if name in (*SOFTMAX, INTEGER, POLY) and draw(st.booleans()):
         # -inf logits are masked classes: zero probability, zero gradient. They carry no label
         # weight (their loss would be infinite), and an integer label never points at one.
         dropped = draw(hnp.arrays(np.bool_, shape)) & ~(one_hot(y, shape, axes) if name == INTEGER else y != 0)
@@ -234,6 +246,8 @@ def test_label_gradient_is_present_and_not_silently_zero(name, x64):
 MASKED = (
     "softmax_cross_entropy",
     INTEGER,
+    POLY,
+    *KL,
     "sigmoid_multilabel_cross_entropy",
     "categorical_cross_entropy",
     "multilabel_cross_entropy",
@@ -334,6 +348,10 @@ def seed_of(name: str, x, y, axis=-1):
         "binary_cross_entropy": lambda: seeds.binary_cross_entropy_grad(x, y),
         "categorical_cross_entropy": lambda: seeds.categorical_cross_entropy_grad(x, y),
         "multilabel_cross_entropy": lambda: seeds.multilabel_cross_entropy_grad(x, y),
+        "sigmoid_focal_loss": lambda: seeds.sigmoid_focal_loss_grad(x, y),
+        POLY: lambda: seeds.poly_loss_cross_entropy_grad(x, y, axis=axis),
+        "kl_divergence": lambda: seeds.kl_divergence_grad(x, y, axis),
+        "kl_divergence_with_log_targets": lambda: seeds.kl_divergence_with_log_targets_grad(x, y, axis),
     }[name]()
 
 
@@ -348,6 +366,10 @@ def label_seed_of(name: str, x, y, axis=-1):
         "binary_cross_entropy": lambda: seeds.binary_cross_entropy_labels_grad(x, y),
         "categorical_cross_entropy": lambda: seeds.categorical_cross_entropy_labels_grad(x, y),
         "multilabel_cross_entropy": lambda: seeds.binary_cross_entropy_labels_grad(x, y),
+        "sigmoid_focal_loss": lambda: seeds.sigmoid_focal_loss_labels_grad(x, y),
+        POLY: lambda: seeds.poly_loss_cross_entropy_labels_grad(x, y, axis=axis),
+        "kl_divergence": lambda: seeds.kl_divergence_labels_grad(x, y, axis),
+        "kl_divergence_with_log_targets": lambda: seeds.kl_divergence_with_log_targets_labels_grad(x, y, axis),
     }[name]()
 
 

@@ -28,7 +28,8 @@ REFERENCE = jaxloss.reference
 FORWARD = jaxloss.forward
 INTEGER = "softmax_cross_entropy_with_integer_labels"
 PROBABILITY = ("binary_cross_entropy", "categorical_cross_entropy", "multilabel_cross_entropy")
-ELEMENTWISE = ("sigmoid_binary_cross_entropy", "binary_cross_entropy")
+ELEMENTWISE = ("sigmoid_binary_cross_entropy", "binary_cross_entropy", "sigmoid_focal_loss")
+KL = ("kl_divergence", "kl_divergence_with_log_targets")
 SOFTMAX_COSTS = ("softmax_cross_entropy", INTEGER, "safe_softmax_cross_entropy")
 SHAPE = (3, 5)
 
@@ -39,6 +40,10 @@ def inputs(name: str, dtype=np.float32, seed: int = 0):
     x = rng.uniform(0.1, 0.9, SHAPE) if name in PROBABILITY else rng.uniform(-3.0, 3.0, SHAPE)
     if name == INTEGER:
         y = rng.integers(0, SHAPE[-1], SHAPE[:-1]).astype(np.int32)
+    elif name in KL:
+        # Targets away from 0, where t log t is too curved for check_grads' finite differences.
+        y = rng.uniform(0.1, 1.0, SHAPE)
+        y = (np.log(y) if name == "kl_divergence_with_log_targets" else y).astype(dtype)
     else:
         y = rng.uniform(0.0, 1.0, SHAPE).astype(dtype)
     return x.astype(dtype), y
@@ -120,8 +125,9 @@ def test_hessian_equals_reference_hessian_in_float64(name, x64):
         return [jax.hessian(total(ns, name), argnums=argnums(name))(x, y) for ns in (jaxloss, FORWARD, REFERENCE)]
 
     custom_vjp, custom_jvp, reference = hessians(x, y)
-    # The hessian is not trivially zero: the cost is curved in its inputs.
-    assert np.max(np.abs(jax.tree.leaves(reference)[0])) > 1e-2
+    # The hessian is not trivially zero: the cost is curved in its inputs (the KL divergence only
+    # in its targets: it is linear in the log-predictions).
+    assert max(np.max(np.abs(leaf)) for leaf in jax.tree.leaves(reference)) > 1e-2
     assert_tree_close(custom_vjp, reference, rtol=1e-10, atol=1e-13, what=f"jaxloss.{name}")
     assert_tree_close(custom_jvp, reference, rtol=1e-10, atol=1e-13, what=f"jaxloss.forward.{name}")
 
@@ -132,12 +138,18 @@ def test_grad_of_grad_equals_reference_in_float64(name, x64):
     x, y = inputs(name, np.float64)
     v = np.random.default_rng(1).normal(size=SHAPE)
 
+    wrt = 1 if name in KL else 0  # the KL divergence is linear in the log-predictions
+
     @jax.jit
     def hvps(x, y):
         out = []
         for ns in (jaxloss, REFERENCE):
-            inner = jax.grad(total(ns, name))
-            out.append(jax.grad(lambda x, inner=inner: jnp.vdot(v, inner(x, y)))(x))
+            inner = jax.grad(total(ns, name), argnums=wrt)
+
+            def product(a, inner=inner):
+                return jnp.vdot(v, inner(*((a, y) if wrt == 0 else (x, a))))
+
+            out.append(jax.grad(product)((x, y)[wrt]))
         return out
 
     got, want = hvps(x, y)
@@ -285,8 +297,12 @@ def _temporary_inputs(name, shape):
     classes = jax.random.randint(jax.random.key(1), shape[:1], 0, shape[1])
     if name == "softmax_cross_entropy_with_integer_labels":
         return logits, classes
-    if name.startswith(("softmax", "safe")):
+    if name.startswith(("softmax", "safe", "poly")):
         return logits, jax.nn.one_hot(classes, shape[1])
+    if name == "kl_divergence":
+        return jax.nn.log_softmax(logits), jax.nn.softmax(2.0 * logits)
+    if name == "kl_divergence_with_log_targets":
+        return jax.nn.log_softmax(logits), jax.nn.log_softmax(2.0 * logits)
     labels = jax.random.bernoulli(jax.random.key(1), 0.5, shape).astype(jnp.float32)
     if name.startswith("sigmoid"):
         return logits, labels
@@ -306,11 +322,22 @@ def test_value_and_grad_of_the_mean_writes_no_logits_sized_temporary_on_the_cpu(
     step = jax.jit(jax.value_and_grad(lambda a, b: jnp.mean(getattr(ns, name)(a, b))))
     temporaries = step.lower(x, y).compile().memory_analysis().temp_size_in_bytes
     one_array = x.size * x.dtype.itemsize
-    if name in PROBABILITY_COSTS:
-        # Not yet written for the fused reduction (their clamp selects): a pin against growth.
-        assert temporaries <= 3 * one_array, temporaries
+    if name in NOT_YET_FUSED:
+        # Not yet written for the fused reduction: a pin against growth, at what was measured.
+        assert temporaries <= NOT_YET_FUSED[name] * one_array, temporaries
     else:
         assert temporaries < one_array, temporaries
 
 
 PROBABILITY_COSTS = ("binary_cross_entropy", "categorical_cross_entropy", "multilabel_cross_entropy")
+# Arrays of the inputs' size written by value_and_grad of the mean at 256x512 float32 (jaxlib
+# 0.10, XLA-CPU): the probability costs' clamp selects; the focal factor's compensated
+# exponentials and logarithms, which XLA writes out for their several readers; the selects of
+# the poly-1 terms and of the KL divergence's 0 log 0.
+NOT_YET_FUSED = {
+    **dict.fromkeys(PROBABILITY_COSTS, 3),
+    "sigmoid_focal_loss": 8,
+    "poly_loss_cross_entropy": 3,
+    "kl_divergence": 4,
+    "kl_divergence_with_log_targets": 4,
+}
