@@ -78,7 +78,8 @@ def parts(logits: jax.Array, labels: jax.Array, gamma: jax.Array) -> FocalParts:
     a, a_low = jnp.where(nonnegative, rest, labels), jnp.where(nonnegative, rest_error, 0.0)
     b, b_low = jnp.where(nonnegative, labels, rest), jnp.where(nonnegative, 0.0, rest_error)
     agrees = a == 0  # q = u / (1 + u): the confident, right side of a hard label
-    linear = jnp.where(agrees, 0.0, a * magnitude + a_low * magnitude)  # a|z|, 0 where a = 0
+    # a|z|, 0 where a = 0; the error of a = 1 - y multiplies a finite |z| (a|z| is +inf at +-inf).
+    linear = jnp.where(agrees, 0.0, a * magnitude + a_low * jnp.minimum(magnitude, largest))
     ce = linear + log1p_u
     # log(a + b u), a two-term sum; 0 where a = 1 and b = 0.
     bu, bu_error = _compensated.two_product(b, u)

@@ -103,8 +103,10 @@ def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Ax
         weight, weight_low = _focal.class_weight(aux.alpha, labels)
         product, product_error = _compensated.two_product(weight, factor)
         factor, factor_low = product, product_error + (weight * factor_low + weight_low * factor)
-    # factor is 0 only where ce is finite (q^gamma underflows on the right side of a hard label).
-    loss = (factor * parts.ce + jnp.where(factor_low == 0, 0.0, factor_low * parts.ce)) * parts.scale
+    # factor is 0 only where ce is finite (q^gamma underflows on the right side of a hard label);
+    # the low part multiplies a finite ce, so an infinite one (at an infinite logit) stays +inf.
+    largest = jnp.finfo(logits.dtype).max
+    loss = (factor * parts.ce + factor_low * jnp.minimum(parts.ce, largest)) * parts.scale
     return loss, (logits, labels, aux)
 
 

@@ -75,10 +75,13 @@ _SOFT = Rule(_soft_forward, _soft_seed, _article.softmax_cross_entropy)
 def _poly_forward(logits: jax.Array, labels: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`\\sum_j y_j \\phi_j`, the terms :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` of the label seed."""
     stats = _stats.softmax_stats(logits, axes)
-    phi = _seeds.poly_loss_cross_entropy_labels_grad_from_stats(logits, stats, epsilon)
-    # A masked class (phi = 0 there, its label 0) adds nothing; phi is +inf only at a -inf logit.
-    loss = jnp.sum(jnp.where(labels == 0, 0.0, labels * phi), axis=axes)
-    return loss, (logits, labels, epsilon, stats)
+    phi = _seeds.poly_loss_cross_entropy_labels_grad_from_stats(logits, stats, epsilon)  # 0 where z = -inf
+    # At a masked class -log p = +inf: a label there costs +inf, a zero label 0 (times_infinity).
+    largest = jnp.finfo(logits.dtype).max
+    masked = jnp.maximum(-_stats.shifted_logits(logits, stats.max), largest) - largest  # +inf or 0
+    terms = labels * phi + _backend.times_infinity(masked, labels)
+    loss = jnp.where(_stats.live_rows(stats.max), jnp.sum(terms, axis=axes, keepdims=True), 0.0)
+    return jnp.squeeze(loss, axes), (logits, labels, epsilon, stats)
 
 
 def _poly_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:

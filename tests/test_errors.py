@@ -23,6 +23,8 @@ LOGIT_COSTS = (
     "softmax_cross_entropy_with_integer_labels",
     "safe_softmax_cross_entropy",
     "sigmoid_multilabel_cross_entropy",
+    "sigmoid_focal_loss",
+    "poly_loss_cross_entropy",
 )
 PROBABILITY_COSTS = ("binary_cross_entropy", "categorical_cross_entropy", "multilabel_cross_entropy")
 AXIS_COSTS = (
@@ -31,6 +33,9 @@ AXIS_COSTS = (
     "sigmoid_multilabel_cross_entropy",
     "categorical_cross_entropy",
     "multilabel_cross_entropy",
+    "poly_loss_cross_entropy",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
 )
 INTEGER = "softmax_cross_entropy_with_integer_labels"
 
