@@ -1,5 +1,6 @@
-"""The README's promises that code can keep: its two commands and its training example."""
+"""The README's promises that code can keep: its two commands, its examples and its doctests."""
 
+import doctest
 import pathlib
 import re
 import subprocess
@@ -35,6 +36,27 @@ def test_readme_training_example_runs_and_lowers_the_loss():
         namespace: dict = {}
         exec(compile(example, str(README), "exec"), namespace)
     assert float(namespace["loss"]) < 0.5
+
+
+def test_readme_doctest_lines_run_and_print_what_the_readme_says():
+    (block,) = _blocks("pycon")
+    test = doctest.DocTestParser().get_doctest(block, {}, "README", str(README), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted >= 6 and result.failed == 0, result
+
+
+def test_readme_distillation_example_trains_student_and_teacher_toward_each_other():
+    (example,) = [b for b in _blocks("python") if "distill" in b]
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        namespace: dict = {}
+        exec(compile(example, str(README), "exec"), namespace)
+    before, after = float(namespace["before"]), float(namespace["distill"](namespace["params"], namespace["x"]))
+    assert after < 0.01 * before
+    assert not np.allclose(
+        namespace["params"]["teacher"], jax.random.normal(jax.random.split(jax.random.key(0), 3)[1], (8, 5))
+    )
 
 
 def test_jaxloss_command_runs_verify_and_reports_success():
