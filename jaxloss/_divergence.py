@@ -38,23 +38,27 @@ def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
 
 
 def _safe_log(targets: jax.Array) -> jax.Array:
-    """:math:`\\log t`, and 0 where :math:`t = 0` (a finite stand-in: that term is 0)."""
-    return jnp.log(targets + (targets == 0).astype(targets.dtype))
+    """:math:`\\log \\max(t, \\text{tiny})`: :math:`\\log t`, and a finite stand-in where :math:`t = 0`.
+
+    That term is 0. ``tiny`` is the smallest normal number; XLA-CPU reads a subnormal target as 0.
+    """
+    return jnp.log(jnp.maximum(targets, jnp.finfo(targets.dtype).smallest_normal))
 
 
 def _term(log_predictions: jax.Array, targets: jax.Array, log_targets: jax.Array) -> jax.Array:
     """:math:`t (\\log t - \\log p)`, exactly 0 where :math:`t = 0` whatever the prediction, arithmetic only.
 
-    A select would keep XLA-CPU from fusing the term into the sum over classes (``_backend``,
-    rule 1). The prediction is capped at the largest float, so that :math:`0 \\cdot (0 - \\log p)`
-    is 0, and an infinite one is added back through ``times_infinity`` (:math:`\\infty \\cdot 0 = 0`).
+    ``log_targets`` is finite where :math:`t = 0`. A select or a clamp would keep XLA-CPU from
+    fusing the term into the sum over classes (``_backend``, rule 1): at 1024x4096 float32 the
+    sum took 91 ms with a select and a clip, 8.3 ms as written, optax's 7.7 ms. The prediction
+    is raised to the lowest float, so that :math:`0 \\cdot (\\log t - \\log p)` is 0, and a
+    ``-inf`` one is added back through ``times_infinity`` (:math:`\\infty \\cdot 0 = 0`). A
+    ``+inf`` log-prediction (no log-probability) gives NaN where its target is 0.
     """
     largest = jnp.finfo(log_predictions.dtype).max
-    capped = jnp.clip(log_predictions, -largest, largest)
+    raised = jnp.maximum(log_predictions, -largest)
     below = jnp.maximum(-log_predictions, largest) - largest  # +inf only where log p = -inf
-    above = jnp.maximum(log_predictions, largest) - largest  # +inf only where log p = +inf
-    finite = targets * (log_targets - capped)
-    return finite + (_backend.times_infinity(below, targets) - _backend.times_infinity(above, targets))
+    return targets * (log_targets - raised) + _backend.times_infinity(below, targets)
 
 
 def _log_forward(log_predictions: jax.Array, log_targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
@@ -73,9 +77,8 @@ def _log_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
 
 
 def _finite_log(log_targets: jax.Array) -> jax.Array:
-    """:math:`\\log t`, and 0 where it is ``-inf`` (a finite stand-in: that term is 0)."""
-    present = (log_targets != -jnp.inf).astype(log_targets.dtype)
-    return jnp.maximum(log_targets, -jnp.finfo(log_targets.dtype).max) * present
+    """:math:`\\log t`, and a finite stand-in where it is ``-inf`` (that term is 0)."""
+    return jnp.maximum(log_targets, -0.5 * jnp.finfo(log_targets.dtype).max)
 
 
 _KL = Rule(_forward, _seed, _article.kl_divergence)

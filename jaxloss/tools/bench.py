@@ -8,7 +8,7 @@ compiled memory analysis. A roofline row, one XLA pass that reads the logits and
 array of the same size, is timed in the same run; times are also given as multiples of it.
 
 Implementations: ``jaxloss`` (custom_vjp), ``forward`` (custom_jvp), ``reference`` (autodiff of
-the article's formulas), ``optax``, and ``plain``: a closed-form custom_vjp written the simple
+the article's formulas), ``optax``, and, for the article's costs, ``plain``: a closed-form custom_vjp written the simple
 way (``logsumexp``, ``softmax * sum(y) - y``, ``sigmoid(z) - y``), without jaxloss's exactness
 measures, to show what exactness costs.
 
@@ -112,7 +112,7 @@ class Case:
     """A cost, its labels, and the implementations to time."""
 
     cost: str
-    labels: str  # "onehot", "integer" or "binary"
+    labels: str  # "onehot", "integer", "binary", "probs" or "log_probs"
 
 
 CASES = (
@@ -120,6 +120,10 @@ CASES = (
     Case("softmax_cross_entropy_with_integer_labels", "integer"),
     Case("sigmoid_binary_cross_entropy", "binary"),
     Case("sigmoid_multilabel_cross_entropy", "binary"),
+    Case("sigmoid_focal_loss", "binary"),
+    Case("poly_loss_cross_entropy", "onehot"),
+    Case("kl_divergence", "probs"),
+    Case("kl_divergence_with_log_targets", "log_probs"),
 )
 
 QUICK_SIZES = {"softmax": [(256, 10), (1024, 4096)], "elementwise": [(1024, 1024)]}
@@ -151,7 +155,8 @@ def implementations(case: Case) -> dict[str, Callable[[jax.Array, jax.Array], ja
         "sigmoid_binary_cross_entropy": _plain_sigmoid,
         "sigmoid_multilabel_cross_entropy": lambda z, y: jnp.sum(_plain_sigmoid(z, y), -1),
     }
-    impls["plain"] = _upcast(plain_costs[case.cost])
+    if case.cost in plain_costs:
+        impls["plain"] = _upcast(plain_costs[case.cost])
     return impls
 
 
@@ -162,6 +167,11 @@ def _inputs(case: Case, shape: tuple[int, int], dtype: Any, key: jax.Array) -> t
         return logits, jax.random.randint(k2, shape[:-1], 0, shape[-1])
     if case.labels == "onehot":
         return logits, jax.nn.one_hot(jax.random.randint(k2, shape[:-1], 0, shape[-1]), shape[-1], dtype=dtype)
+    if case.labels in ("probs", "log_probs"):  # a student's log-probabilities and a teacher's
+        student = jax.nn.log_softmax(logits.astype(jnp.float32))
+        teacher = jax.nn.log_softmax(3.0 * jax.random.normal(k2, shape, jnp.float32))
+        targets = teacher if case.labels == "log_probs" else jnp.exp(teacher)
+        return student.astype(dtype), targets.astype(dtype)
     return logits, jax.random.bernoulli(k2, 0.5, shape).astype(dtype)
 
 
@@ -594,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for case in CASES:
         if args.cost and case.cost not in args.cost:
             continue
-        kind = "elementwise" if case.labels == "binary" else "softmax"
+        kind = "elementwise" if case.labels == "binary" else "softmax"  # rows of classes for the rest
         for shape in sizes[kind]:
             for dtype in dtypes:
                 print(f"  {case.cost} {shape[0]}x{shape[1]} {dtype} ...", file=sys.stderr, flush=True)
