@@ -332,12 +332,10 @@ def test_value_and_grad_of_the_mean_writes_no_logits_sized_temporary_on_the_cpu(
 PROBABILITY_COSTS = ("binary_cross_entropy", "categorical_cross_entropy", "multilabel_cross_entropy")
 # Arrays of the inputs' size written by value_and_grad of the mean at 256x512 float32 (jaxlib
 # 0.10, XLA-CPU): the probability costs' clamp selects; the focal factor's compensated
-# exponentials and logarithms, which XLA writes out for their several readers; the selects of
-# the poly-1 terms and of the KL divergence's 0 log 0.
+# exponentials and logarithms, which XLA writes out to share them with the seed (10 measured);
+# the selects of the poly-1 terms (3.02 measured). The KL divergences write none.
 NOT_YET_FUSED = {
     **dict.fromkeys(PROBABILITY_COSTS, 3),
-    "sigmoid_focal_loss": 8,
-    "poly_loss_cross_entropy": 3,
-    "kl_divergence": 4,
-    "kl_divergence_with_log_targets": 4,
+    "sigmoid_focal_loss": 10,
+    "poly_loss_cross_entropy": 3.1,
 }
