@@ -11,12 +11,17 @@
 
 from __future__ import annotations
 
+import functools
+
+import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
 import optax
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jaxloss
 
@@ -475,3 +480,54 @@ def test_sixteen_bit_inputs_give_a_float32_loss_and_gradients_in_their_dtype(nam
     np.testing.assert_allclose(loss, cost(x16.astype(jnp.float32), y16.astype(jnp.float32)), rtol=1e-6)
     dx, dy = jax.grad(lambda a, b: jnp.sum(cost(a, b)), (0, 1))(x16, y16)
     assert dx.dtype == dtype and dy.dtype == dtype
+
+
+# --- the hyperparameters under hypothesis: the rules against autodiff of the reference ------------------------
+
+PROPERTY = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@functools.cache
+def _hyper_grads(name: str):
+    """jit of {namespace: (loss, grads w.r.t. both arguments)} with the hyperparameters traced."""
+
+    def run(x, y, hyper):
+        out = {}
+        for key, ns in NAMESPACES.items():
+            if name == "sigmoid_focal_loss":
+
+                def cost(x, y, ns=ns):
+                    return ns.sigmoid_focal_loss(x, y, gamma=hyper[0], alpha=hyper[1])
+            else:
+
+                def cost(x, y, ns=ns):
+                    return ns.poly_loss_cross_entropy(x, y, epsilon=hyper[0])
+
+            out[key] = (cost(x, y), jax.grad(lambda x, y, cost=cost: jnp.sum(cost(x, y)), (0, 1))(x, y))
+        return out
+
+    return jax.jit(run)
+
+
+@pytest.mark.parametrize("name", ["sigmoid_focal_loss", "poly_loss_cross_entropy"])
+def test_rules_equal_autodiff_of_the_reference_for_any_hyperparameters_in_float64(name):
+    @PROPERTY
+    @given(
+        x=hnp.arrays(np.float64, (3, 4), elements=st.floats(-5.0, 5.0)),
+        y=hnp.arrays(np.float64, (3, 4), elements=st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0)),
+        first=st.floats(0.0, 4.0) if name == "sigmoid_focal_loss" else st.floats(-3.0, 3.0),
+        alpha=st.floats(0.0, 1.0),
+    )
+    def check(x, y, first, alpha):
+        with jax.enable_x64(True):
+            results = _hyper_grads(name)(x, y, jnp.array([first, alpha]))
+            want_loss, want_grads = results["jaxloss.reference"]
+            for key in RULES:
+                loss, grads = results[key]
+                scale = max(1.0, float(np.max(np.abs(want_loss))))
+                np.testing.assert_allclose(loss, want_loss, rtol=1e-9, atol=1e-12 * scale, err_msg=key)
+                for got, want in zip(grads, want_grads, strict=True):
+                    scale = max(1.0, float(np.max(np.abs(want))))
+                    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-11 * scale, err_msg=key)
+
+    check()
