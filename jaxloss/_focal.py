@@ -38,6 +38,7 @@ class FocalParts(NamedTuple):
 
     Attributes:
       ce: the cross-entropy :math:`a|z| + \\log1p(u)`, from the compensated exponential.
+      ce_low: the rest of the cross-entropy, a two-term sum with ``ce`` (0 where it is infinite).
       factor: :math:`q^\\gamma` (to a working precision, with ``factor_low``), times
         :math:`2^{64}` where ``scale`` is :math:`2^{-64}`.
       factor_low: the rest of :math:`q^\\gamma`, a two-term sum with ``factor``.
@@ -49,6 +50,7 @@ class FocalParts(NamedTuple):
     """
 
     ce: jax.Array
+    ce_low: jax.Array
     factor: jax.Array
     factor_low: jax.Array
     scale: jax.Array
@@ -79,8 +81,12 @@ def parts(logits: jax.Array, labels: jax.Array, gamma: jax.Array) -> FocalParts:
     b, b_low = jnp.where(nonnegative, labels, rest), jnp.where(nonnegative, 0.0, rest_error)
     agrees = a == 0  # q = u / (1 + u): the confident, right side of a hard label
     # a|z|, 0 where a = 0; the error of a = 1 - y multiplies a finite |z| (a|z| is +inf at +-inf).
-    linear = jnp.where(agrees, 0.0, a * magnitude + a_low * jnp.minimum(magnitude, largest))
-    ce = linear + log1p_u
+    capped = jnp.minimum(magnitude, largest / 2.0**28)  # where the split of the product cannot overflow
+    _, product_error = _compensated.two_product(a, capped)
+    linear = jnp.where(agrees, 0.0, a * magnitude)
+    linear_low = jnp.where(agrees, 0.0, (product_error + a_low * jnp.minimum(magnitude, largest)))
+    ce, ce_error = _compensated.two_sum(linear, log1p_head)
+    ce_low = jnp.where(jnp.isfinite(ce), ce_error + (linear_low + log1p_u_low), 0.0)
     # log(a + b u), a two-term sum; 0 where a = 1 and b = 0.
     bu, bu_error = _compensated.two_product(b, u)
     total, total_error = _compensated.two_sum(a, bu)
@@ -95,7 +101,9 @@ def parts(logits: jax.Array, labels: jax.Array, gamma: jax.Array) -> FocalParts:
     # Within 2^60 of the smallest normal number, q^gamma is formed 2^64 times larger.
     tiny = exponent < jnp.log(jnp.finfo(logits.dtype).smallest_normal) + 60.0
     shifted, shift_error = _compensated.two_sum(exponent, jnp.where(tiny, 64.0 * _compensated.LN2_HIGH, 0.0))
-    error = error + (shift_error + jnp.where(tiny, 64.0 * _compensated.LN2_LOW, 0.0))
+    # The low part of 64 ln 2 (9e-5) goes into the exponent, not into the first-order error term.
+    shifted, low_shift_error = _compensated.two_sum(shifted, jnp.where(tiny, 64.0 * _compensated.LN2_LOW, 0.0))
+    error = error + (shift_error + low_shift_error)
     power, power_low = _compensated.exp_with_error(shifted)
     # ce / q = ce (1 + u) / (a + b u); where a = 0 it is (1 + u) log1p(u)/u, a series below 2^-10
     # (1 - u/2 + u^2/3 - u^3/4 + u^4/5, error below u^5/6), finite where u underflows.
@@ -108,6 +116,7 @@ def parts(logits: jax.Array, labels: jax.Array, gamma: jax.Array) -> FocalParts:
     slope = jnp.where(agrees, log1p_u / (1.0 + u), general_slope)
     return FocalParts(
         ce,
+        ce_low,
         power,
         power_low + power * error,
         jnp.where(tiny, 2.0**-64, 1.0),

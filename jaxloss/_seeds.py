@@ -66,13 +66,16 @@ def sigmoid_focal_loss_grads_from_parts(
     logit_part = logit_part + gamma * (1.0 - 2.0 * labels) * parts.slope
     # q^gamma z -> 0 as |z| -> inf where q^gamma = 0 (it decays exponentially).
     factor_times_z = jnp.where(factor == 0, 0.0, factor * logits)
-    labels_grad = (-factor_times_z - factor * (gamma * jnp.tanh(0.5 * logits) * parts.ce_over_q)) * scale
+    # q^gamma multiplies ce/q first, and a_t each term before they are added: at |z| near the
+    # largest float a term may exceed it where the sum with the alpha term does not.
+    linear_term = -factor_times_z * scale
+    slope_term = -((factor * parts.ce_over_q) * (gamma * jnp.tanh(0.5 * logits))) * scale
     grad = (factor * logit_part) * scale
     if alpha is None:
-        return grad, labels_grad
+        return grad, linear_term + slope_term
     weight = alpha * labels + (1.0 - alpha) * (1.0 - labels)
     alpha_part = jnp.where(factor == 0, 0.0, (2.0 * alpha - 1.0) * ((factor * parts.ce) * scale))
-    return weight * grad, weight * labels_grad + alpha_part
+    return weight * grad, (weight * linear_term + alpha_part) + weight * slope_term
 
 
 # --- softmax, logit space ---------------------------------------------------------------
@@ -115,11 +118,24 @@ def poly_loss_cross_entropy_labels_grad_from_stats(
     """:math:`\\partial\\ell/\\partial y_j = \\phi_j = -\\log p_j + \\epsilon (1 - p_j)`, 0 at a masked class.
 
     The poly-1 loss is linear in the labels, :math:`\\ell = \\sum_j y_j \\phi_j`, so these are
-    also its terms. :math:`1 - p_j` is :math:`T/S` at an arg-max (no cancellation for a
-    confident row). For :math:`\\epsilon \\ge 0` both terms are non-negative. For
-    :math:`\\epsilon < 0` and :math:`p_j \\ge 1/2` it is
-    :math:`(1 + \\epsilon)(1 - p_j) + h` with :math:`h = -\\log p_j - (1 - p_j) \\ge 0` written
-    without cancellation: with :math:`w = T/(2 + T) \\le 1/3`,
+    also its terms (:func:`poly_loss_cross_entropy_half_terms_from_stats` gives them halved).
+    """
+    half, _ = poly_loss_cross_entropy_half_terms_from_stats(logits, stats, epsilon)
+    return jnp.where(_stats.live_rows(stats.max) & (logits != -jnp.inf), 2.0 * half, 0.0)
+
+
+def poly_loss_cross_entropy_half_terms_from_stats(
+    logits: jax.Array, stats: SoftmaxStats, epsilon: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """:math:`\\phi_j / 2` without overflow, and :math:`+\\infty` where :math:`p_j = 0` (else 0).
+
+    :math:`-\\log p_j / 2 = \\log S / 2 + (M - z_j)/2`, the halves of the soft-label loss
+    (``_softmax._soft_loss``), so that logits of ±3e38 give the finite loss they have.
+    :math:`1 - p_j` is :math:`T/S` at an arg-max (no cancellation for a confident row). For
+    :math:`\\epsilon \\ge 0` both terms are non-negative. For :math:`\\epsilon < 0` and
+    :math:`p_j \\ge 1/2` the term is :math:`(1 + \\epsilon)(1 - p_j) + h` with
+    :math:`h = -\\log p_j - (1 - p_j) \\ge 0` written without cancellation: with
+    :math:`w = T/(2 + T) \\le 1/3`,
 
     .. math::
       h = \\frac{T^2}{(1 + T)(2 + T)} + \\sum_{k \\ge 1} \\frac{2 w^{2k+1}}{2k + 1},
@@ -128,7 +144,10 @@ def poly_loss_cross_entropy_labels_grad_from_stats(
     """
     probs, is_max, total = _softmax_from_stats(logits, stats)
     rest = jnp.where(is_max, stats.rest / total, 1.0 - probs)
-    direct = _stats.neg_log_softmax(logits, stats) + epsilon * rest
+    largest = jnp.finfo(logits.dtype).max
+    row_scale = 1.0 + _backend.row_select(stats.max == jnp.inf, largest)
+    half_gap = (0.5 * jnp.minimum(stats.max, largest) - 0.5 * jnp.minimum(logits, largest)) * row_scale
+    direct = (0.5 * _stats.log_total(stats) + half_gap) + (0.5 * epsilon) * rest
     t = stats.rest
     w = t / (2.0 + t)
     square = w * w
@@ -137,9 +156,9 @@ def poly_loss_cross_entropy_labels_grad_from_stats(
     for k in range(terms - 1, 0, -1):
         series = 2.0 / (2 * k + 1) + square * series
     excess = t * t / ((1.0 + t) * (2.0 + t)) + w * square * series
-    near = (1.0 + epsilon) * rest + excess
-    phi = jnp.where((epsilon < 0) & is_max & (t <= 1.0), near, direct)
-    return jnp.where(_stats.live_rows(stats.max) & (logits != -jnp.inf), phi, 0.0)
+    near = 0.5 * ((1.0 + epsilon) * rest + excess)
+    half = jnp.where((epsilon < 0) & is_max & (t <= 1.0), near, direct)
+    return half, jnp.maximum(half_gap, largest) - largest
 
 
 def poly_loss_cross_entropy_grad_from_stats(

@@ -106,15 +106,22 @@ def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Ax
     # factor is 0 only where ce is finite (q^gamma underflows on the right side of a hard label);
     # the low part multiplies a finite ce, so an infinite one (at an infinite logit) stays +inf.
     largest = jnp.finfo(logits.dtype).max
-    loss = (factor * parts.ce + factor_low * jnp.minimum(parts.ce, largest)) * parts.scale
+    low = factor * parts.ce_low + factor_low * jnp.minimum(parts.ce + parts.ce_low, largest)
+    loss = (factor * parts.ce + low) * parts.scale
     return loss, (logits, labels, aux)
 
 
 def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     logits, labels, aux = residuals
-    parts = _focal.parts(logits, labels, aux.gamma)  # recomputed in the backward loop: nothing saved
-    return _seeds.sigmoid_focal_loss_grads_from_parts(logits, labels, parts, aux.alpha, aux.gamma)
+    # At an infinite logit the seeds are their limits: the logit gradient is read at a large
+    # finite logit, and the label gradient, infinite there, takes the sign it has at that logit.
+    infinite = jnp.isinf(logits)
+    finite = jnp.where(infinite, jnp.sign(logits) * (jnp.finfo(logits.dtype).max / 8.0), logits)
+    parts = _focal.parts(finite, labels, aux.gamma)
+    grad, labels_grad = _seeds.sigmoid_focal_loss_grads_from_parts(finite, labels, parts, aux.alpha, aux.gamma)
+    limit = jnp.where(labels_grad == 0, 0.0, jnp.sign(labels_grad) * jnp.inf)
+    return grad, jnp.where(infinite, limit, labels_grad)
 
 
 # Without the residual barrier (``_backend``, rule 4): XLA-CPU then shares the compensated

@@ -73,14 +73,15 @@ _SOFT = Rule(_soft_forward, _soft_seed, _article.softmax_cross_entropy)
 
 
 def _poly_forward(logits: jax.Array, labels: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
-    """:math:`\\sum_j y_j \\phi_j`, the terms :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` of the label seed."""
+    """:math:`2 \\sum_j y_j (\\phi_j / 2)`, with :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` the label seed."""
     stats = _stats.softmax_stats(logits, axes)
-    phi = _seeds.poly_loss_cross_entropy_labels_grad_from_stats(logits, stats, epsilon)  # 0 where z = -inf
-    # At a masked class -log p = +inf: a label there costs +inf, a zero label 0 (times_infinity).
+    half, masked = _seeds.poly_loss_cross_entropy_half_terms_from_stats(logits, stats, epsilon)
+    # Where p = 0 (a -inf logit, or a finite one beside +inf) the term is +inf: a zero label
+    # adds 0 and a positive one +inf (times_infinity); elsewhere the halves cannot overflow.
     largest = jnp.finfo(logits.dtype).max
-    masked = jnp.maximum(-_stats.shifted_logits(logits, stats.max), largest) - largest  # +inf or 0
-    terms = labels * phi + _backend.times_infinity(masked, labels)
-    loss = jnp.where(_stats.live_rows(stats.max), jnp.sum(terms, axis=axes, keepdims=True), 0.0)
+    terms = labels * jnp.minimum(half, largest) + _backend.times_infinity(masked, labels)
+    loss = 2.0 * jnp.sum(terms, axis=axes, keepdims=True)
+    loss = jnp.where(_stats.live_rows(stats.max), loss, 0.0)
     return jnp.squeeze(loss, axes), (logits, labels, epsilon, stats)
 
 

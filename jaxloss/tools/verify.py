@@ -12,8 +12,10 @@ Two parts, on whatever backend JAX sees:
    :mod:`jaxloss`, :mod:`jaxloss.forward`, :mod:`jaxloss.reference` and optax, in ulps of the
    exact value computed by mpmath, side by side. The rules must keep losses within 2 ulp (4
    for soft-label sums over classes) and gradient elements within 4 ulp (a probability e/S is
-   rounded three times; soft-label logit gradients in units of eps·max(|a|, |y|)), beyond what
-   rounding z − max z costs, with zero non-finite results where the exact one is finite.
+   rounded three times; soft-label logit gradients in units of eps·max(|a|, |y|), and other
+   sums of terms of opposite signs in units of eps times the sum of their magnitudes), beyond
+   what rounding z − max z costs, with zero non-finite results where the exact one is finite.
+   The focal, poly-1 and KL costs are scored at several hyperparameters, one line each.
    bfloat16 and float16 (``--full``): the float32 loss within 2 float32 ulp and the gradient
    within 1 ulp of the input dtype.
 
@@ -56,13 +58,18 @@ class Case:
     """One cost, how to draw its inputs, and which of its arguments are differentiable."""
 
     name: str
-    space: str  # "sigmoid", "softmax" or "probs": how inputs are drawn
-    labels: str  # "binary", "soft", "onehot" or "integer"
+    space: str  # "sigmoid", "softmax", "probs" or "logprobs": how inputs are drawn
+    labels: str  # "binary", "soft", "onehot", "integer", "mixed" or "log" (log-targets)
     kwargs: tuple[tuple[str, Any], ...] = ()
 
     @property
     def argnums(self) -> tuple[int, ...]:
         return (0,) if self.labels == "integer" else (0, 1)
+
+    @property
+    def tag(self) -> str:
+        """The labels and the keyword arguments: ``"binary, gamma 0.5"``."""
+        return ", ".join([self.labels, *(f"{k} {v:g}" for k, v in self.kwargs)])
 
 
 CASES: tuple[Case, ...] = (
@@ -80,6 +87,10 @@ CASES: tuple[Case, ...] = (
     Case("categorical_cross_entropy", "probs", "soft"),
     Case("multilabel_cross_entropy", "probs", "binary"),
     Case("multilabel_cross_entropy", "probs", "soft"),
+    Case("sigmoid_focal_loss", "sigmoid", "mixed", (("gamma", 0.5), ("alpha", 0.25))),
+    Case("poly_loss_cross_entropy", "softmax", "mixed", (("epsilon", -1.0),)),
+    Case("kl_divergence", "logprobs", "soft"),
+    Case("kl_divergence_with_log_targets", "logprobs", "log"),
 )
 
 IMPLEMENTATIONS: dict[str, Any] = {"jaxloss": jaxloss, "jaxloss.forward": forward}
@@ -100,7 +111,13 @@ class Row:
     ok: bool
 
 
-def _labels(rng: np.random.Generator, kind: str, shape: tuple[int, int]) -> np.ndarray:
+def _labels(rng: np.random.Generator, kind: str, shape: tuple[int, int], onehot: bool = False) -> np.ndarray:
+    """Labels of ``kind``; ``mixed``: hard (0/1, or one-hot with ``onehot``) in the first half of
+    the rows and soft in the second, so that one compiled case has both."""
+    if kind == "mixed":
+        half = (shape[0] // 2, shape[1])
+        hard = _labels(rng, "onehot" if onehot else "binary", half)
+        return np.concatenate([hard, _labels(rng, "soft", (shape[0] - half[0], shape[1]))])
     if kind == "binary":
         return rng.integers(0, 2, shape).astype(np.float64)
     if kind == "soft":
@@ -112,8 +129,38 @@ def _labels(rng: np.random.Generator, kind: str, shape: tuple[int, int]) -> np.n
     return np.eye(shape[-1])[classes]
 
 
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    top = np.max(x, axis=-1, keepdims=True)
+    return x - top - np.log(np.sum(np.exp(x - top), axis=-1, keepdims=True))
+
+
+def _divergence_inputs(case: Case, rng: np.random.Generator, regime: str) -> tuple[np.ndarray, np.ndarray]:
+    """Log-predictions and targets (log-targets for ``labels == "log"``).
+
+    Agreement: the log-softmax of logits in [-4, 4] against random normalised targets.
+    Stability: permutations of log-predictions ``0, -inf, -1e-7, -1e4, -3e38`` against targets
+    ``0, 1, 1e-30, 1 - 1e-7, 0.5`` (log-targets ``-inf, 0, -1e-7, -1e4, -3e38``).
+    """
+    shape = (ROWS, NUM_CLASSES)
+    if regime == "agreement":
+        x = _log_softmax(rng.uniform(-4.0, 4.0, shape))
+        t = _labels(rng, "soft", shape)
+        return x, np.log(t) if case.labels == "log" else t
+    predictions = np.array([0.0, -np.inf, -1e-7, -1e4, -3e38])
+    targets = (
+        np.array([-np.inf, 0.0, -1e-7, -1e4, -3e38])
+        if case.labels == "log"
+        else np.array([0.0, 1.0, 1e-30, 1.0 - 1e-7, 0.5])
+    )
+    x = np.stack([rng.permutation(predictions) for _ in range(ROWS)])
+    y = np.stack([rng.permutation(targets) for _ in range(ROWS)])
+    return x, y
+
+
 def _inputs(case: Case, rng: np.random.Generator, regime: str) -> tuple[np.ndarray, np.ndarray]:
     shape = (ROWS, NUM_CLASSES)
+    if case.space == "logprobs":
+        return _divergence_inputs(case, rng, regime)
     if regime == "agreement":
         if case.space == "probs":
             x = rng.uniform(0.02, 0.98, shape)
@@ -131,7 +178,7 @@ def _inputs(case: Case, rng: np.random.Generator, regime: str) -> tuple[np.ndarr
         if case.space == "softmax":
             x = np.concatenate([x, np.full((1, NUM_CLASSES), -np.inf), [[-np.inf, 2.0, -np.inf, 0.0, 1.0]]])
         x = x[np.arange(ROWS) % len(x)]
-    y = _labels(rng, case.labels, shape)
+    y = _labels(rng, case.labels, shape, onehot=case.space == "softmax")
     if regime == "stability" and case.space == "softmax":
         # Labels may not sit on a masked class: that loss is exactly +inf.
         masked = np.isneginf(x)
@@ -200,7 +247,10 @@ def run(
             data.append({regime: _inputs(case, rng, regime) for regime in ("agreement", "stability")})
         stacked = [
             _precision.Draw(
-                case.name, case.labels, *(np.concatenate([d["agreement"][i], d["stability"][i]]) for i in (0, 1))
+                case.name,
+                case.labels,
+                np.concatenate([d["agreement"][0], d["stability"][0]]),
+                np.concatenate([d["agreement"][1], d["stability"][1]]),
             )
             for case, d in zip(cases, data, strict=True)
         ]
@@ -240,7 +290,7 @@ def run(
                 rows.append(
                     Row(
                         case.name,
-                        case.labels,
+                        case.tag,
                         impl_name,
                         dtype_name,
                         loss_diff,
@@ -291,19 +341,28 @@ OPTAX_EQUIVALENTS = {
     "sigmoid_multilabel_cross_entropy": lambda optax: (
         lambda z, y: jnp.sum(optax.losses.sigmoid_binary_cross_entropy(z, y), axis=-1)
     ),
+    "sigmoid_focal_loss": lambda optax: optax.losses.sigmoid_focal_loss,
+    "poly_loss_cross_entropy": lambda optax: optax.losses.poly_loss_cross_entropy,
+    "kl_divergence": lambda optax: optax.losses.kl_divergence,
+    "kl_divergence_with_log_targets": lambda optax: optax.losses.kl_divergence_with_log_targets,
 }
 
 
-def _precision_implementations(cost: str) -> dict[str, Callable[..., jax.Array] | None]:
+def _precision_implementations(
+    cost: str, options: Sequence[tuple[str, Any]] = ()
+) -> dict[str, Callable[..., jax.Array] | None]:
+    """The implementations of ``cost`` side by side, each with the keyword arguments ``options``."""
+    kwargs = dict(options)
     impls: dict[str, Callable[..., jax.Array] | None] = {
-        "jaxloss": getattr(jaxloss, cost),
-        "forward": getattr(forward, cost),
-        "reference": getattr(reference, cost),
+        "jaxloss": functools.partial(getattr(jaxloss, cost), **kwargs),
+        "forward": functools.partial(getattr(forward, cost), **kwargs),
+        "reference": functools.partial(getattr(reference, cost), **kwargs),
     }
     try:
         import optax
 
-        impls["optax"] = OPTAX_EQUIVALENTS[cost](optax) if cost in OPTAX_EQUIVALENTS else None
+        equivalent = OPTAX_EQUIVALENTS[cost](optax) if cost in OPTAX_EQUIVALENTS else None
+        impls["optax"] = None if equivalent is None else functools.partial(equivalent, **kwargs)
     except ImportError:
         impls["optax"] = None
     return impls
@@ -330,6 +389,7 @@ def run_precision(
     seed: int = 0,
     costs: Collection[str] | None = None,
     fuzz_widths: Sequence[int] = _precision.FUZZ_WIDTHS,
+    extended: bool = False,
 ) -> tuple[list[PrecisionRow], dict]:
     """Scores every implementation against mpmath on the sweeps and on ``fuzz`` random rows per
     dtype (of ``costs`` if given); returns the rows and per-row errors for plots.
@@ -343,9 +403,10 @@ def run_precision(
     with ThreadPoolExecutor(max_workers=2) as compiler:
         for dtype_name in dtypes:
             dtype = jnp.dtype(dtype_name)
-            tagged = [(d, d.labels) for d in _precision.draws(dtype, points, seed, costs)]
-            tagged += [(d, f"{d.labels}, random") for d in _precision.fuzz_draws(fuzz, dtype, seed, costs, fuzz_widths)]
-            implementations = [_precision_implementations(d.cost) for d, _ in tagged]
+            # Each draw with the suffix of its rows' labels in the table.
+            tagged = [(d, "") for d in _precision.draws(dtype, points, seed, costs, extended)]
+            tagged += [(d, ", random") for d in _precision.fuzz_draws(fuzz, dtype, seed, costs, fuzz_widths)]
+            implementations = [_precision_implementations(d.cost, d.options) for d, _ in tagged]
             jobs = [
                 ({name: fn for name, fn in impls.items() if fn is not None}, d)
                 for impls, (d, _) in zip(implementations, tagged, strict=True)
@@ -356,10 +417,14 @@ def run_precision(
         exact = []
         for dtype_name, tagged, _, _ in plans:
             sweeps = []
-            for draw, label_name in tagged:
-                print(f"  precision {draw.cost} {label_name} {dtype_name} ...", file=sys.stderr, flush=True)
+            for draw, suffix in tagged:
+                kinds = "/".join(dict.fromkeys(part.labels for part in _precision.parts_of(draw)))
+                name = ", ".join(text for text in (kinds, draw.setting) if text) + suffix
+                print(f"  precision {draw.cost} {name} {dtype_name} ...", file=sys.stderr, flush=True)
                 sweeps.append(
-                    _precision.make_sweep(draw.cost, draw.labels, draw.inputs, draw.targets, jnp.dtype(dtype_name))
+                    _precision.make_sweep(
+                        draw.cost, draw.labels, draw.inputs, draw.targets, jnp.dtype(dtype_name), draw.options
+                    )
                 )
             exact.append(sweeps)
         for (dtype_name, tagged, implementations, pending), sweeps in zip(plans, exact, strict=True):
@@ -369,13 +434,22 @@ def run_precision(
             grad_target = 1.0 if low else _precision.GRAD_TARGET_ULPS
             print(f"  precision {dtype_name}: the compiled program ...", file=sys.stderr, flush=True)
             evaluated = pending.result()
-            for sweep, (_, label_name), impls, results in zip(sweeps, tagged, implementations, evaluated, strict=True):
+            scored = [
+                (_precision.subset(whole, part), part, suffix, impls, outputs)
+                for whole, (draw, suffix), impls, outputs in zip(
+                    sweeps, tagged, implementations, evaluated, strict=True
+                )
+                for part in _precision.parts_of(draw)
+            ]
+            for sweep, part, suffix, impls, outputs in scored:
+                label_name = part.tag + suffix
                 scores: dict[str, dict[str, Any] | None] = {}
                 for name in impls:
-                    if name not in results:
+                    if name not in outputs:
                         scores[name] = None
                         continue
-                    result = _precision.score(results[name], sweep, loss_dtype, dtype)
+                    results = tuple(r[part.start : part.stop] for r in outputs[name])
+                    result = _precision.score(results, sweep, loss_dtype, dtype)
                     scores[name] = asdict(result)
                     if dtype_name == "float32" and label_name == "hard" and sweep.inputs.ndim == 1:
                         curves.setdefault(sweep.cost, {})[name] = (sweep.inputs.tolist(), result.row_errors)
@@ -559,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The agreement part is all compilation: it runs on its own thread beside the precision part.
     with ThreadPoolExecutor(max_workers=1) as beside:
         agreement = beside.submit(_with_x64(False, run), agreement_dtypes, args.seed, args.cost)
-        precision_rows, curves = run_precision(dtypes, points, fuzz, args.seed, args.cost, widths)
+        precision_rows, curves = run_precision(dtypes, points, fuzz, args.seed, args.cost, widths, args.full)
         rows = agreement.result()
     precision_rows = _merge(precision_rows)
     print(
