@@ -42,7 +42,8 @@ def _safe_log(targets: jax.Array) -> jax.Array:
 
     That term is 0. ``tiny`` is the smallest normal number; XLA-CPU reads a subnormal target as 0.
     """
-    return jnp.log(jnp.maximum(targets, jnp.finfo(targets.dtype).smallest_normal))
+    # 0 sqrt(t) is 0, and NaN for a negative target: not a probability.
+    return jnp.log(jnp.maximum(targets, jnp.finfo(targets.dtype).smallest_normal)) + 0.0 * jnp.sqrt(targets)
 
 
 def _term(log_predictions: jax.Array, targets: jax.Array, log_targets: jax.Array) -> jax.Array:

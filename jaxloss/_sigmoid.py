@@ -97,7 +97,8 @@ class FocalAux(NamedTuple):
 def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`a_t q^\\gamma \\mathrm{ce}` from the parts of ``_focal``, the weight times a two-term factor."""
     del axes
-    parts = _focal.parts(logits, labels, aux.gamma)
+    infinite, finite = _focal_limits(logits)
+    parts = _focal.parts(finite, labels, aux.gamma)  # the seed's parts too, so XLA shares them
     factor, factor_low = parts.factor, parts.factor_low
     if aux.alpha is not None:
         weight, weight_low = _focal.class_weight(aux.alpha, labels)
@@ -108,7 +109,17 @@ def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Ax
     largest = jnp.finfo(logits.dtype).max
     low = factor * parts.ce_low + factor_low * jnp.minimum(parts.ce + parts.ce_low, largest)
     loss = (factor * parts.ce + low) * parts.scale
-    return loss, (logits, labels, aux)
+    # At an infinite logit the loss is 0 on the agreeing side and +inf otherwise.
+    return jnp.where(infinite & (loss != 0), jnp.inf, loss), (logits, labels, aux)
+
+
+def _focal_limits(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Where the logits are infinite, and the logits with those replaced by ±(largest float)/8.
+
+    The focal formulas are read at that large finite logit, and their limits taken from there.
+    """
+    infinite = jnp.isinf(logits)
+    return infinite, jnp.where(infinite, jnp.sign(logits) * (jnp.finfo(logits.dtype).max / 8.0), logits)
 
 
 def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
@@ -116,8 +127,7 @@ def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     logits, labels, aux = residuals
     # At an infinite logit the seeds are their limits: the logit gradient is read at a large
     # finite logit, and the label gradient, infinite there, takes the sign it has at that logit.
-    infinite = jnp.isinf(logits)
-    finite = jnp.where(infinite, jnp.sign(logits) * (jnp.finfo(logits.dtype).max / 8.0), logits)
+    infinite, finite = _focal_limits(logits)
     parts = _focal.parts(finite, labels, aux.gamma)
     grad, labels_grad = _seeds.sigmoid_focal_loss_grads_from_parts(finite, labels, parts, aux.alpha, aux.gamma)
     limit = jnp.where(labels_grad == 0, 0.0, jnp.sign(labels_grad) * jnp.inf)
