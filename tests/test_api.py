@@ -37,6 +37,8 @@ OPTAX_NAMES = (
     "kl_divergence",
     "kl_divergence_with_log_targets",
 )
+# Hyperparameters optax 0.2.6 took positionally and its later releases (0.2.8 here) take keyword-only.
+KEYWORD_ONLY_SINCE_OPTAX_0_2_6 = ("sigmoid_focal_loss", "poly_loss_cross_entropy")
 RTOL = 1e-5
 ATOL = 1e-6
 
@@ -133,11 +135,19 @@ def test_signatures_are_identical_in_all_three_namespaces(name):
 
 @pytest.mark.parametrize("name", OPTAX_NAMES)
 def test_parameters_match_optax_names_defaults_and_kinds(name):
-    """optax's parameters, in its order and kinds; jaxloss's options come after, keyword-only."""
+    """optax's parameters, in its order and kinds; jaxloss's options come after, keyword-only.
+
+    optax 0.2.6 (the declared minimum) still took the focal and poly hyperparameters positionally;
+    later releases made them keyword-only, and jaxloss follows the later ones: there, a parameter
+    with a default that optax takes positionally may be keyword-only here, and nothing else differs.
+    """
     ours = list(inspect.signature(getattr(jaxloss, name)).parameters.values())
     theirs = list(inspect.signature(getattr(optax.losses, name)).parameters.values())
     shared = ours[: len(theirs)]  # optax's own keyword-only hyperparameters (alpha, epsilon) included
-    assert [(p.name, p.kind, p.default) for p in shared] == [(p.name, p.kind, p.default) for p in theirs]
+    assert [(p.name, p.default) for p in shared] == [(p.name, p.default) for p in theirs]
+    for mine, its in zip(shared, theirs, strict=True):
+        newer = (its.kind, mine.kind) == (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        assert mine.kind == its.kind or (newer and name in KEYWORD_ONLY_SINCE_OPTAX_0_2_6), (mine, its)
     extra = ours[len(shared) :]
     assert all(p.kind == inspect.Parameter.KEYWORD_ONLY for p in extra)
     assert all(p.default in (0.0, None) for p in extra), "every option is off by default"
