@@ -102,9 +102,11 @@ def two_product(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     Each factor is split into two halves of at most half the significand, whose four products
     are exact. Valid for :math:`|a|, |b|` below the largest float over :math:`2^{s}+1`
-    (:math:`s = 12` in float32, 27 in float64), where the split cannot overflow.
+    (:math:`s = 12` in float32, 27 in float64), where the split cannot overflow. The product is
+    :func:`_backend.unfused_product`: a reader that fused it into a multiply-add would see the
+    exact :math:`ab` and count :math:`e` twice.
     """
-    product = a * b
+    product = _backend.unfused_product(a, b)
     a_high, a_low = _split(a)
     b_high, b_low = _split(b)
     error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low

@@ -83,7 +83,7 @@ def parts(logits: jax.Array, labels: jax.Array, gamma: jax.Array) -> FocalParts:
     # a|z|, 0 where a = 0; the error of a = 1 - y multiplies a finite |z| (a|z| is +inf at +-inf).
     capped = jnp.minimum(magnitude, largest / 2.0**28)  # where the split of the product cannot overflow
     _, product_error = _compensated.two_product(a, capped)
-    linear = jnp.where(agrees, 0.0, a * magnitude)
+    linear = jnp.where(agrees, 0.0, _backend.unfused_product(a, magnitude))  # its error is product_error
     linear_low = jnp.where(agrees, 0.0, (product_error + a_low * jnp.minimum(magnitude, largest)))
     ce, ce_error = _compensated.two_sum(linear, log1p_head)
     ce_low = jnp.where(jnp.isfinite(ce), ce_error + (linear_low + log1p_u_low), 0.0)

@@ -67,15 +67,17 @@ def sigmoid_focal_loss_grads_from_parts(
     # q^gamma z -> 0 as |z| -> inf where q^gamma = 0 (it decays exponentially).
     factor_times_z = jnp.where(factor == 0, 0.0, factor * logits)
     # q^gamma multiplies ce/q first, and a_t each term before they are added: at |z| near the
-    # largest float a term may exceed it where the sum with the alpha term does not.
-    linear_term = -factor_times_z * scale
-    slope_term = -((factor * parts.ce_over_q) * (gamma * jnp.tanh(0.5 * logits))) * scale
-    grad = (factor * logit_part) * scale
+    # largest float a term may exceed it where the sum with the alpha term does not. The sums
+    # are scaled last: a term below the smallest normal number (2 q^gamma beside -z q^gamma at
+    # z = -44.5, y = 0 in float32) would be flushed to 0, 4% of the label gradient.
+    linear_term = -factor_times_z
+    slope_term = -((factor * parts.ce_over_q) * (gamma * jnp.tanh(0.5 * logits)))
+    grad = factor * logit_part
     if alpha is None:
-        return grad, linear_term + slope_term
+        return grad * scale, (linear_term + slope_term) * scale
     weight = alpha * labels + (1.0 - alpha) * (1.0 - labels)
-    alpha_part = jnp.where(factor == 0, 0.0, (2.0 * alpha - 1.0) * ((factor * parts.ce) * scale))
-    return weight * grad, (weight * linear_term + alpha_part) + weight * slope_term
+    alpha_part = jnp.where(factor == 0, 0.0, (2.0 * alpha - 1.0) * (factor * parts.ce))
+    return (weight * grad) * scale, ((weight * linear_term + alpha_part) + weight * slope_term) * scale
 
 
 # --- softmax, logit space ---------------------------------------------------------------
