@@ -42,8 +42,9 @@ def _safe_log(targets: jax.Array) -> jax.Array:
 
     That term is 0. ``tiny`` is the smallest normal number; XLA-CPU reads a subnormal target as 0.
     """
-    # 0 sqrt(t) is 0, and NaN for a negative target: not a probability.
-    return jnp.log(jnp.maximum(targets, jnp.finfo(targets.dtype).smallest_normal)) + 0.0 * jnp.sqrt(targets)
+    # t - |t| is 0, or 2t < -tiny for a negative target (not a probability): the log of a negative number, NaN.
+    tiny = jnp.finfo(targets.dtype).smallest_normal
+    return jnp.log(jnp.maximum(targets, tiny) + (targets - jnp.abs(targets)))
 
 
 def _term(log_predictions: jax.Array, targets: jax.Array, log_targets: jax.Array) -> jax.Array:

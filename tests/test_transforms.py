@@ -338,5 +338,4 @@ NOT_YET_FUSED = {
     **dict.fromkeys(PROBABILITY_COSTS, 3),
     "sigmoid_focal_loss": 10,
     "poly_loss_cross_entropy": 3.1,
-    "kl_divergence": 1,  # the 0 sqrt(t) that makes a negative target NaN (0 before it)
 }
