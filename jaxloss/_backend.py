@@ -1,15 +1,33 @@
-"""Named primitives that exist to steer XLA's CPU backend; each computes a plain mathematical value.
+"""The platform seam: every formulation that exists to steer one XLA backend, named, with its plain form.
 
-The formulas of the costs call these instead of the obvious expression wherever the obvious
-expression makes XLA's CPU backend write out an array the size of the logits. The rules they
-serve, measured on XLA-CPU (jaxlib 0.8-0.10, 2-core x86-64):
+The costs' formulas call these primitives wherever the obvious expression would make a
+compiler write out an array the size of the logits, undo a compensated sum, or round twice.
+Two kinds:
+
+* **Guards for every backend** (no branch): :func:`computed_one`, :func:`unfused_product` and
+  :func:`divide_by_row`. Each keeps a value as written where a compiler would change it;
+  :func:`computed_one` defeats a rewrite that XLA-CPU and XLA-GPU both make.
+* **Per-platform primitives**, made by :func:`per_platform`: an XLA-CPU form (the measured
+  trick) and a portable form (the plain mathematical expression), chosen where the program is
+  lowered, with ``jax.lax.platform_dependent``, so a program exported or compiled for a GPU or
+  TPU gets the portable form even when traced on a CPU host. Both forms compute the same value,
+  in the same dtype, over the domain each docstring states (``tests/test_backend.py`` compares
+  them). A platform gets a form of its own only with a measured reason written beside it.
+
+Setting the environment variable ``JAXLOSS_PORTABLE=1`` before jaxloss is imported selects the
+portable forms on every platform, the CPU included: the accelerators' formulations are then
+tested on the CPU (CI runs the numerics tests that way).
+
+The XLA-CPU rules that the CPU forms serve (jaxlib 0.8-0.10, 2-core x86-64):
 
 1. Its fused reduction kernel (YNNPACK) takes only arithmetic producers. A ``compare``, a
    ``select``, a ``clamp``, or a constant or row broadcast that another fusion also uses, makes
    it materialise the reduction's operand first: at 2048x32768 float32 that is 256 MB of
    temporaries, and the sum of exponentials goes from 12 ms to about 40 ms.
 2. Its algebraic simplifier folds ``(1 + x) - 1`` to ``x`` when the 1 is a literal, which undoes a
-   compensated sum; it cannot fold a 1 that is computed from the data.
+   compensated sum; it cannot fold a 1 that is computed from the data. XLA-GPU's does the same
+   (deviceless H200 compilation turns ``(1 + x) - 1`` into a copy of ``x``): a guard for every
+   backend.
 3. It rewrites a division by a broadcast row value into a multiplication by the reciprocal,
    which rounds twice.
 4. Without a barrier on the residuals, it shares the forward pass's exponentials with the
@@ -35,18 +53,68 @@ serve, measured on XLA-CPU (jaxlib 0.8-0.10, 2-core x86-64):
    :math:`ab` instead, which then carries :math:`e` already. Measured on the focal loss with soft
    labels (float32, alpha 0.25, 3,000 points): 3.64 ulp jitted and 0.98 op by op; 0.56 jitted
    with :func:`unfused_product` in ``two_product``, and 3.64 again with it taken out of the one
-   product :math:`y e^{-|z|}` that a two-term sum reads, alone among the eight.
+   product :math:`y e^{-|z|}` that a two-term sum reads, alone among the eight. The deviceless
+   H200 PTX of the poly-1 loss (jax 0.10.2) shows no contraction of the library's arithmetic
+   (its ``fma.rn`` all come from libdevice), but contraction is XLA's to choose per backend and
+   version, and the guard costs nothing measurable: it stays on every backend.
 
-Each primitive below states which rule it serves. The figures that justify them are in the
-README's bench tables; ``tests/test_transforms.py`` checks the compiled temporaries of every cost.
+Rule 3's rewrite is XLA-CPU's, and the guard stays on every backend, so that the portable run on
+the CPU does not round twice. XLA-GPU keeps the division, but lowers a float32 one to the
+approximate ``div.full.f32`` (up to 2 ulp): where a cost needs the quotient correctly rounded on
+every backend, it calls ``_compensated.divide``, a per-platform primitive like those below.
+
+Each primitive states which rule it serves. ``tests/test_transforms.py`` checks the CPU's
+compiled temporaries of every cost, ``tests/test_accelerators.py`` the GPU's and TPU's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+
+#: Whether the portable forms are used on every platform (``JAXLOSS_PORTABLE=1`` at import).
+PORTABLE = os.environ.get("JAXLOSS_PORTABLE", "") not in ("", "0")
+
+#: Every per-platform primitive by name, for the tests that compare their forms.
+PRIMITIVES: dict[str, Any] = {}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def per_platform(*, cpu: Callable[..., Any]) -> Callable[[F], F]:
+    """Makes the decorated plain form a primitive whose XLA-CPU form is ``cpu``.
+
+    Positional arguments are arrays (or pytrees of them); keyword arguments are static. The
+    primitive calls ``jax.lax.platform_dependent(*args, cpu=cpu, default=plain)``, which
+    traces both forms and keeps one when the program is lowered; a program lowered for one
+    platform holds only that platform's form. The forms stay reachable as ``primitive.cpu`` and
+    ``primitive.portable``. Under ``JAXLOSS_PORTABLE=1`` the primitive is the plain form.
+    """
+
+    def make(portable: F) -> F:
+        @functools.wraps(portable)
+        def primitive(*args: Any, **static: Any) -> Any:
+            if PORTABLE:
+                return portable(*args, **static)
+            return jax.lax.platform_dependent(
+                *args, cpu=functools.partial(cpu, **static), default=functools.partial(portable, **static)
+            )
+
+        primitive.cpu = cpu  # type: ignore[attr-defined]
+        primitive.portable = portable  # type: ignore[attr-defined]
+        PRIMITIVES[portable.__name__] = primitive
+        return primitive  # type: ignore[return-value]
+
+    return make
+
+
+# --- guards for every backend ---------------------------------------------------------------------
 
 
 def computed_one(x: jax.Array) -> jax.Array:
@@ -57,100 +125,193 @@ def computed_one(x: jax.Array) -> jax.Array:
 def unfused_product(a: jax.Array, b: jax.Array) -> jax.Array:
     """``a * b``, rounded once, plus a computed zero, so that no later addition fuses with the multiplication (rule 7).
 
-    The multiply-add that the code generator may form from it, :math:`\\mathrm{fma}(a, b, 0)`,
+    The multiply-add that a code generator may form from it, :math:`\\mathrm{fma}(a, b, 0)`,
     rounds to the same product, and its readers then see a value rather than a multiplication.
     """
     return a * b + 0.0 * computed_one(a)
 
 
-def twice_below_zero(x: jax.Array) -> jax.Array:
-    """The indicator ``2 [x < 0]`` (NaN stays NaN) with arithmetic only: ``sign(-x) + |sign(-x)|`` (rule 1)."""
+def divide_by_row(numerators: jax.Array, row_values: jax.Array) -> jax.Array:
+    """``numerators / row_values`` (a per-row value broadcast), rounded once, for finite numerators (rule 3).
+
+    Correctly rounded where the backend's division is (XLA-CPU; XLA-GPU's float32 division is
+    within 2 ulp, see ``_compensated.divide``). Adding ``0 * numerators`` gives the divisor the
+    numerators' shape, which XLA-CPU does not rewrite into a reciprocal; the addition is fused
+    and costs nothing measurable. The guard stays on every backend, so that the portable run on
+    the CPU (``JAXLOSS_PORTABLE=1``) does not round twice either.
+    """
+    return numerators / (row_values + 0.0 * numerators)
+
+
+# --- per-platform primitives: the XLA-CPU form, then the plain form it stands for ----------------
+
+
+def _twice_below_zero_cpu(x: jax.Array) -> jax.Array:
     sign = jnp.sign(-x)
     return sign + jnp.abs(sign)
 
 
-def not_equal_indicator(x: jax.Array, y: jax.Array) -> jax.Array:
-    """The indicator ``[x != y]`` for integer-valued floats, as ``min((x - y)^2, 1)``: arithmetic only (rule 1).
+@per_platform(cpu=_twice_below_zero_cpu)
+def twice_below_zero(x: jax.Array) -> jax.Array:
+    """The indicator ``2 [x < 0]``, NaN where ``x`` is NaN; on XLA-CPU ``sign(-x) + |sign(-x)|`` (rule 1)."""
+    return jnp.where(x < 0, 2.0, jnp.where(x == x, 0.0, x)).astype(x.dtype)
 
-    Exact wherever ``x - y`` is: class ids below ``2**24`` in float32. Measured at 2048x32768
-    float32, a sum of ``exp(z - M)`` takes 43 ms alone, 58 ms times this indicator, 72 ms times
-    ``min(|x - y|, 1)``, 106 ms times ``|sign(x - y)|`` and 186 ms with ``where(x == y, 0, .)``.
-    """
+
+def _not_equal_indicator_cpu(x: jax.Array, y: jax.Array) -> jax.Array:
     diff = x - y
     return jnp.minimum(diff * diff, 1.0)
 
 
-def complement(x: jax.Array) -> jax.Array:
-    """``1 - x``, rounded once, written ``2 (1/2 - x/2)``: a literal 1 would be shared with the seeds (rule 1)."""
+@per_platform(cpu=_not_equal_indicator_cpu)
+def not_equal_indicator(x: jax.Array, y: jax.Array) -> jax.Array:
+    """The indicator ``[x != y]`` for integer-valued floats; on XLA-CPU ``min((x - y)^2, 1)`` (rule 1).
+
+    Both forms agree wherever ``x - y`` is exact: class ids below ``2**24`` in float32. Measured
+    at 2048x32768 float32 on XLA-CPU, a sum of ``exp(z - M)`` takes 43 ms alone, 58 ms times the
+    CPU form, 72 ms times ``min(|x - y|, 1)``, 106 ms times ``|sign(x - y)|`` and 186 ms with
+    ``where(x == y, 0, .)``.
+    """
+    return (x != y).astype(jnp.result_type(x, y))
+
+
+def _complement_cpu(x: jax.Array) -> jax.Array:
     return 2.0 * (0.5 - 0.5 * x)
 
 
-def row_select(condition: jax.Array, value: jax.typing.ArrayLike) -> jax.Array:
-    """``value`` where a per-row ``condition`` holds, else 0, written with ``-0.0``.
+@per_platform(cpu=_complement_cpu)
+def complement(x: jax.Array) -> jax.Array:
+    """``1 - x``, rounded once; on XLA-CPU ``2 (1/2 - x/2)``: a literal 1 would be shared with the seeds (rule 1).
 
-    A ``0.0`` would be CSE-shared with another fusion's select, and the shared broadcast written
-    out at the logits' size (rule 1).
+    The forms agree for normal ``x`` (halving a subnormal may round it).
     """
+    return 1.0 - x
+
+
+def _row_select_cpu(condition: jax.Array, value: jax.typing.ArrayLike) -> jax.Array:
     return jnp.where(condition, value, -0.0)
 
 
-def nonnegative_part(x: jax.Array) -> jax.Array:
-    """``max(x, 0)``, written ``max(x, -0.0)``: a literal 0 would be shared with the seeds (rule 1)."""
+@per_platform(cpu=_row_select_cpu)
+def row_select(condition: jax.Array, value: jax.typing.ArrayLike) -> jax.Array:
+    """``value`` where a per-row ``condition`` holds, else 0; on XLA-CPU the 0 is ``-0.0`` (rule 1).
+
+    A ``0.0`` would be CSE-shared with another fusion's select, and the shared broadcast written
+    out at the logits' size.
+    """
+    return jnp.where(condition, value, 0.0)
+
+
+def _nonnegative_part_cpu(x: jax.Array) -> jax.Array:
     return jnp.maximum(x, -0.0)
 
 
-def times_infinity(value: jax.Array, weight: jax.Array) -> jax.Array:
-    """``value * weight`` for ``value`` in [0, +inf], with the limit ``inf * 0 = 0``, arithmetic only (rule 1).
+@per_platform(cpu=_nonnegative_part_cpu)
+def nonnegative_part(x: jax.Array) -> jax.Array:
+    """``max(x, 0)``; on XLA-CPU ``max(x, -0.0)``: a literal 0 would be shared with the seeds (rule 1)."""
+    return jnp.maximum(x, 0.0)
 
-    The value is capped at the largest float, and the product scaled by the largest float again
-    where the value was ``+inf``: that overflows to ``sign(w) * inf`` for a normal ``w`` and
-    leaves ``0 * largest = 0``. The scale is a step function, so it carries no derivative.
+
+def _nonpositive_part_cpu(x: jax.Array) -> jax.Array:
+    return jnp.minimum(x, -0.0)
+
+
+@per_platform(cpu=_nonpositive_part_cpu)
+def nonpositive_part(x: jax.Array) -> jax.Array:
+    """``min(x, 0)``; on XLA-CPU ``min(x, -0.0)``: a literal 0 would be shared with the seeds (rule 1)."""
+    return jnp.minimum(x, 0.0)
+
+
+def _infinite_excess_cpu(x: jax.Array) -> jax.Array:
+    largest = jnp.finfo(x.dtype).max
+    return jnp.maximum(x, largest) - largest
+
+
+@per_platform(cpu=_infinite_excess_cpu)
+def infinite_excess(x: jax.Array) -> jax.Array:
+    """``+inf`` where ``x`` is ``+inf``, NaN where it is NaN, else 0 (rule 1).
+
+    On XLA-CPU ``max(x, largest) - largest``: arithmetic only, where a select would break a fused
+    reduction.
     """
+    return jnp.where(x == jnp.inf, x, jnp.where(x == x, 0.0, x)).astype(x.dtype)
+
+
+def _times_infinity_cpu(value: jax.Array, weight: jax.Array) -> jax.Array:
     largest = jnp.finfo(value.dtype).max
     finite = jnp.minimum(value, largest)
     scale = 2.0 * (0.5 + 0.5 * jax.lax.stop_gradient(jnp.minimum(value - finite, largest)))
     return (finite * weight) * scale
 
 
-def divide_by_row(numerators: jax.Array, row_values: jax.Array) -> jax.Array:
-    """``numerators / row_values`` (a per-row value broadcast), correctly rounded (rule 3).
+@per_platform(cpu=_times_infinity_cpu)
+def times_infinity(value: jax.Array, weight: jax.Array) -> jax.Array:
+    """``value * weight`` for ``value`` in [0, +inf], with the limit ``inf * 0 = 0`` (rule 1).
 
-    Adding ``0 * numerators`` gives the divisor the numerators' shape, which XLA does not rewrite
-    into a reciprocal; the addition is fused and costs nothing measurable.
+    The XLA-CPU form is arithmetic only: the value is capped at the largest float, and the
+    product scaled by the largest float again where the value was ``+inf``, which overflows to
+    ``sign(w) * inf`` for a normal ``w`` and leaves ``0 * largest = 0``. The forms agree for a
+    normal or zero ``weight``.
     """
-    return numerators / (row_values + 0.0 * numerators)
+    return jnp.where(weight == 0, jnp.zeros_like(value * weight), value * weight)
 
 
-def row_step(row_value: jax.Array, after: jax.Array) -> jax.Array:
-    """``row_value``, made to depend on ``after`` (a per-row value) so that XLA broadcasts it per row (rule 1).
-
-    Without it XLA hoists the broadcast of a row sum and writes it out at the full shape.
-    """
+def _row_step_cpu(row_value: jax.Array, after: jax.Array) -> jax.Array:
     return row_value + 0.0 * after
 
 
-def residual_barrier(residuals: Any) -> Any:
-    """The residuals, behind an optimisation barrier, so the backward pass recomputes its exponentials (rule 4)."""
+@per_platform(cpu=_row_step_cpu)
+def row_step(row_value: jax.Array, after: jax.Array) -> jax.Array:
+    """``row_value``; on XLA-CPU made to depend on ``after`` (a finite per-row value) (rule 1).
+
+    Without the dependence XLA-CPU hoists the broadcast of a row sum and writes it out at the
+    full shape, or fuses two row sums into one slower multi-output loop.
+    """
+    del after
+    return row_value
+
+
+def _residual_barrier_cpu(residuals: Any) -> Any:
     return jax.lax.optimization_barrier(residuals)
 
 
+@per_platform(cpu=_residual_barrier_cpu)
+def residual_barrier(residuals: Any) -> Any:
+    """The residuals; on XLA-CPU behind an optimisation barrier, so the backward pass recomputes (rule 4)."""
+    return residuals
+
+
+def _transposed_cpu(x: jax.Array) -> jax.Array:
+    return jax.lax.optimization_barrier(x.T)
+
+
+@per_platform(cpu=_transposed_cpu)
 def transposed(x: jax.Array) -> jax.Array:
-    """``x.T``, written out behind a barrier, so that a product reading it is a plain matrix product (rule 5).
+    """``x.T``; on XLA-CPU written out behind a barrier, so a product reading it is a plain matrix product (rule 5).
 
     Its cost is one copy of ``x`` (the hidden states, O(N D)), against a product that would run
     at half speed (O(N D V)).
     """
-    return jax.lax.optimization_barrier(x.T)
+    return x.T
 
 
-def matmul_operand_dtype(dtype: Any) -> Any:
-    """A matrix product's operand dtype for inputs of ``dtype``: ``dtype``, float32 for 16-bit floats on CPU (rule 6).
+def _dot_cpu(a: jax.Array, b: jax.Array, *, operand: Any, compute: Any, transpose_b: bool = False) -> jax.Array:
+    wide = jnp.float32 if jnp.finfo(operand).bits < 32 else operand
+    return _product(a.astype(wide), b.astype(wide), compute, transpose_b)
+
+
+@per_platform(cpu=_dot_cpu)
+def dot(a: jax.Array, b: jax.Array, *, operand: Any, compute: Any, transpose_b: bool = False) -> jax.Array:
+    """``a @ b`` (``a @ b.T`` with ``transpose_b``) of ``operand`` values, accumulated in ``compute`` (rule 6).
 
     Accelerators multiply bfloat16 and float16 at a multiple of the float32 rate, so there the
-    operands keep their dtype (the products accumulate in float32 all the same); XLA-CPU does not.
-    The choice is made at trace time from ``jax.default_backend()``.
+    operands are cast to ``operand``. XLA-CPU has no 16-bit matrix unit: its form multiplies
+    float32 copies (at N=2048, D=512, V=32768, ``h @ W`` took 1022 ms with bfloat16 operands,
+    750 ms on float32 copies), which also leaves a float32 operand such as a gradient unrounded.
+    The forms agree where the operands hold ``operand`` values, up to the order of the additions.
     """
-    dtype = jnp.dtype(dtype)
-    if jax.default_backend() == "cpu" and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
-        return jnp.dtype(jnp.float32)
-    return dtype
+    return _product(a.astype(operand), b.astype(operand), compute, transpose_b)
+
+
+def _product(a: jax.Array, b: jax.Array, compute: Any, transpose_b: bool) -> jax.Array:
+    dims = (((a.ndim - 1,), (b.ndim - 1 if transpose_b else 0,)), ((), ()))
+    return jax.lax.dot_general(a, b, dims, preferred_element_type=compute)

@@ -59,7 +59,7 @@ def _term(log_predictions: jax.Array, targets: jax.Array, log_targets: jax.Array
     """
     largest = jnp.finfo(log_predictions.dtype).max
     raised = jnp.maximum(log_predictions, -largest)
-    below = jnp.maximum(-log_predictions, largest) - largest  # +inf only where log p = -inf
+    below = _backend.infinite_excess(-log_predictions)  # +inf only where log p = -inf
     return targets * (log_targets - raised) + _backend.times_infinity(below, targets)
 
 

@@ -58,8 +58,8 @@ def _logits_block(hidden: jax.Array, weight: jax.Array, bias: jax.Array | None, 
     ``hidden`` is already in the operands' dtype; the weight's columns are cast a block at a time.
     """
     compute = compute_dtype(hidden, weight)
-    columns = jax.lax.dynamic_slice_in_dim(weight, start, width, axis=1).astype(hidden.dtype)
-    logits = jax.lax.dot(hidden, columns, preferred_element_type=compute)
+    columns = jax.lax.dynamic_slice_in_dim(weight, start, width, axis=1)
+    logits = _backend.dot(hidden, columns, operand=hidden.dtype, compute=compute)
     if bias is not None:
         logits = logits + jax.lax.dynamic_slice_in_dim(bias, start, width).astype(compute)[None, :]
     return logits
@@ -159,10 +159,9 @@ def backward_blocks(
             class_weights=_block_weights(options, start, size),
         )
         grad = cotangent * grad
-        g = grad.astype(operand)
-        columns = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1).astype(operand)
-        d_hidden = d_hidden + jax.lax.dot(g, columns.T, preferred_element_type=compute)
-        d_columns = jax.lax.dot(hidden_p.T, g, preferred_element_type=compute)
+        columns = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1)
+        d_hidden = d_hidden + _backend.dot(grad, columns, operand=operand, compute=compute, transpose_b=True)
+        d_columns = _backend.dot(hidden_p.T, grad, operand=operand, compute=compute)
         # Each block of the weight's gradient is complete (one float32 product over all rows):
         # nothing accumulates in low precision.
         d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, d_columns, start, axis=1)
@@ -296,7 +295,6 @@ def _reduced_forward(
     rows, dim = hidden.shape
     compute = compute_dtype(hidden, weight)
     operand = product_dtype(hidden, weight)
-    w = weight.astype(operand)
     hidden_t = _backend.transposed(hidden.astype(operand))
     cap = None if options is None else options.cap
     class_weights = None if options is None else options.weights
@@ -307,7 +305,7 @@ def _reduced_forward(
         h_b = jax.lax.dynamic_slice_in_dim(hidden, start, size, axis=0).astype(operand)
         y_b = jax.lax.dynamic_slice_in_dim(labels, start, size)[:, None]
         kept = jax.lax.dynamic_slice_in_dim(counts, start, size)
-        raw = jax.lax.dot(h_b, w, preferred_element_type=compute)
+        raw = _backend.dot(h_b, weight, operand=operand, compute=compute)
         if bias is not None:
             raw = raw + bias.astype(compute)[None, :]
         capped = _options.soft_cap_classes(raw, cap)
@@ -321,11 +319,10 @@ def _reduced_forward(
         lse_b, correct_b = token_stats(stats, totals, kept)
         lse = jax.lax.dynamic_update_slice_in_dim(lse, lse_b, start, axis=0)
         correct = jax.lax.dynamic_update_slice_in_dim(correct, correct_b, start, axis=0)
-        g = grad.astype(operand)
-        d_h_b = jax.lax.dot_general(g, w, (((1,), (1,)), ((), ())), preferred_element_type=compute)
+        d_h_b = _backend.dot(grad, weight, operand=operand, compute=compute, transpose_b=True)
         d_hidden = jax.lax.dynamic_update_slice_in_dim(d_hidden, d_h_b, start, axis=0)
         h_t = jax.lax.dynamic_slice_in_dim(hidden_t, start, size, axis=1)
-        d_weight = d_weight + jax.lax.dot(h_t, g, preferred_element_type=compute)
+        d_weight = d_weight + _backend.dot(h_t, grad, operand=operand, compute=compute)
         if d_bias is not None:
             d_bias = d_bias + jnp.sum(grad, axis=0)
         return total, lse, correct, d_hidden, d_weight, d_bias
@@ -381,9 +378,10 @@ reduced.defvjp(_reduced_forward, _reduced_bwd)
 def product_dtype(hidden: jax.Array, weight: jax.Array) -> Any:
     """The dtype of the matrix products' operands: the inputs' common dtype (bfloat16 stays bfloat16).
 
-    Products accumulate in float32 whatever the operands (``preferred_element_type``).
+    Products accumulate in float32 whatever the operands; XLA-CPU multiplies float32 copies
+    (``_backend.dot``).
     """
-    return _backend.matmul_operand_dtype(jnp.promote_types(hidden.dtype, weight.dtype))
+    return jnp.promote_types(hidden.dtype, weight.dtype)
 
 
 def summed_like(cotangent: jax.Array, primal: jax.Array) -> jax.Array:

@@ -83,11 +83,19 @@ def sigmoid_focal_loss_grads_from_parts(
 # --- softmax, logit space ---------------------------------------------------------------
 
 
-def _softmax_from_stats(logits: jax.Array, stats: SoftmaxStats) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Returns ``p``, the arg-max mask and ``S = 1 + T``."""
+def _softmax_from_stats(
+    logits: jax.Array, stats: SoftmaxStats, precise: bool = False
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns ``p``, the arg-max mask and ``S = 1 + T``.
+
+    ``precise``: :math:`p` within about 0.5 ulp on every backend (``_compensated.exp_rounded``
+    and ``divide``), for the poly-1 seeds, where :math:`\\epsilon < 0` squares its error.
+    """
     total = 1.0 + stats.rest
     shifted = _stats.shifted_logits(logits, stats.max)
     # An arg-max is d >= 0, read as softmax_stats reads it (see there), not z == M.
+    if precise:
+        return _compensated.divide(_compensated.exp_rounded(shifted), total), shifted >= 0, total
     return _backend.divide_by_row(jnp.exp(shifted), total), shifted >= 0, total
 
 
@@ -144,23 +152,23 @@ def poly_loss_cross_entropy_half_terms_from_stats(
 
     so :math:`\\epsilon = -1` keeps the digits of :math:`h \\approx T^2/2`.
     """
-    probs, is_max, total = _softmax_from_stats(logits, stats)
-    rest = jnp.where(is_max, stats.rest / total, 1.0 - probs)
+    probs, is_max, total = _softmax_from_stats(logits, stats, precise=True)
+    rest = jnp.where(is_max, _compensated.divide(stats.rest, total), 1.0 - probs)
     largest = jnp.finfo(logits.dtype).max
     row_scale = 1.0 + _backend.row_select(stats.max == jnp.inf, largest)
     half_gap = (0.5 * jnp.minimum(stats.max, largest) - 0.5 * jnp.minimum(logits, largest)) * row_scale
     direct = (0.5 * _stats.log_total(stats) + half_gap) + (0.5 * epsilon) * rest
     t = stats.rest
-    w = t / (2.0 + t)
+    w = _compensated.divide(t, 2.0 + t)
     square = w * w
     terms = 17 if logits.dtype == jnp.float64 else 8
     series = jnp.full_like(square, 2.0 / (2 * terms + 1))
     for k in range(terms - 1, 0, -1):
         series = 2.0 / (2 * k + 1) + square * series
-    excess = t * t / ((1.0 + t) * (2.0 + t)) + w * square * series
+    excess = _compensated.divide(t * t, (1.0 + t) * (2.0 + t)) + w * square * series
     near = 0.5 * ((1.0 + epsilon) * rest + excess)
     half = jnp.where((epsilon < 0) & is_max & (t <= 1.0), near, direct)
-    return half, jnp.maximum(half_gap, largest) - largest
+    return half, _backend.infinite_excess(half_gap)
 
 
 def poly_loss_cross_entropy_grad_from_stats(
@@ -174,8 +182,8 @@ def poly_loss_cross_entropy_grad_from_stats(
     :math:`(1 + \\epsilon) - \\epsilon (1 - p)` for :math:`\\epsilon < 0`, a sum of
     non-negative terms for :math:`\\epsilon \\ge -1`.
     """
-    probs, is_max, total = _softmax_from_stats(logits, stats)
-    rest = jnp.where(is_max, stats.rest / total, 1.0 - probs)
+    probs, is_max, total = _softmax_from_stats(logits, stats, precise=True)
+    rest = jnp.where(is_max, _compensated.divide(stats.rest, total), 1.0 - probs)
     scale = jnp.where(epsilon < 0, (1.0 + epsilon) - epsilon * rest, 1.0 + epsilon * probs)
     weighted = labels * scale
     row = _backend.row_step(jnp.sum(weighted, axis=axes, keepdims=True), stats.rest)

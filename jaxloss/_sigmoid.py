@@ -36,8 +36,7 @@ def _times_label(part: jax.Array, signed_logits: jax.Array, label: jax.Array) ->
     The excess ``max(z, largest) - largest`` is ``+inf`` only for ``z = +inf``, where
     ``+inf * w`` takes its limit ``sign(w) * inf``, or 0 for ``w = 0``.
     """
-    largest = jnp.finfo(part.dtype).max
-    excess = jnp.maximum(signed_logits, largest) - largest
+    excess = _backend.infinite_excess(signed_logits)
     return part * label + _backend.times_infinity(excess, label)
 
 

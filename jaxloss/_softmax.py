@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _article, _backend, _checks, _options, _seeds, _stats, sharded
+from jaxloss import _article, _backend, _checks, _compensated, _options, _seeds, _stats, sharded
 from jaxloss._rules import Axes, Rule
 
 # --- soft labels: the forward formula --------------------------------------------------------------
@@ -73,8 +73,12 @@ _SOFT = Rule(_soft_forward, _soft_seed, _article.softmax_cross_entropy)
 
 
 def _poly_forward(logits: jax.Array, labels: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
-    """:math:`2 \\sum_j y_j (\\phi_j / 2)`, with :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` the label seed."""
-    stats = _stats.softmax_stats(logits, axes)
+    """:math:`2 \\sum_j y_j (\\phi_j / 2)`, with :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` the label seed.
+
+    :math:`T` is summed from ``_compensated.exp_rounded``: at :math:`\\epsilon = -1` the loss of a
+    confident row is about :math:`T^2/2`, which doubles the error of every exponential.
+    """
+    stats = _stats.softmax_stats(logits, axes, exp=_compensated.exp_rounded)
     half, masked = _seeds.poly_loss_cross_entropy_half_terms_from_stats(logits, stats, epsilon)
     # Where p = 0 (a -inf logit, or a finite one beside +inf) the term is +inf: a zero label
     # adds 0 and a positive one +inf (times_infinity); elsewhere the halves cannot overflow.

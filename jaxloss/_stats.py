@@ -22,6 +22,7 @@ NaN anywhere in a row gives NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -41,7 +42,7 @@ def shifted_logits(logits: jax.Array, row_max: jax.Array) -> jax.Array:
     largest = jnp.finfo(logits.dtype).max
     finite_max = jnp.minimum(row_max, largest)
     extra = _backend.row_select(row_max == jnp.inf, largest)
-    return jnp.minimum((logits - finite_max) - extra, -0.0)
+    return _backend.nonpositive_part((logits - finite_max) - extra)
 
 
 # --- soft labels -------------------------------------------------------------------------------
@@ -60,7 +61,7 @@ class SoftmaxStats(NamedTuple):
     rest: jax.Array
 
 
-def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
+def softmax_stats(logits: jax.Array, axes: Axes, exp: Callable[[jax.Array], jax.Array] = jnp.exp) -> SoftmaxStats:
     """:math:`M` and :math:`T = \\sum_{z_j < M} e^{z_j - M} + (\\text{ties} - 1)` along ``axes``.
 
     Both sums read the entries below the maximum from the sign of the same :math:`d = z - M`,
@@ -74,7 +75,7 @@ def softmax_stats(logits: jax.Array, axes: Axes) -> SoftmaxStats:
     largest = jnp.finfo(logits.dtype).max
     finite_max = jnp.minimum(row_max, largest)
     diff = logits - finite_max
-    below_max = 0.5 * jnp.sum(jnp.exp(diff) * _backend.twice_below_zero(diff), axis=axes, keepdims=True)
+    below_max = 0.5 * jnp.sum(exp(diff) * _backend.twice_below_zero(diff), axis=axes, keepdims=True)
     # The count is chained after the sum (a zero that depends on it), so that XLA does not fuse
     # the two into one slower multi-output loop. In a +inf row the shift is the largest float
     # twice over: each +inf entry stays +inf (a tie) and every finite entry falls below.

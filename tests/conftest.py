@@ -5,6 +5,11 @@ import os
 import shutil
 import tempfile
 
+# JAX on the CPU unless the caller names a platform: with the accelerators' compile-only plugins installed
+# (tests/test_accelerators.py; CI installs them), a start with no platform named tries their devices, and the
+# CUDA plugin then fails to register for want of the CUDA libraries. Set before jax is imported.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
 import jax
 import pytest
 

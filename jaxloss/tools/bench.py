@@ -15,6 +15,10 @@ measures, to show what exactness costs.
 ``linear_cross_entropy`` is timed against the unfused path (``hidden @ weight``, then the
 integer-label cost; its ratio column is unfused/impl) and optax's, with each program's
 temporaries; ``--memory-plot`` adds the temporaries against the vocabulary size.
+
+``--compile-for TARGET`` (``h100``, ``h200``, ``v4``, ``v5e``, ``v5p``, ``v6e``, ``v7x``) times nothing: it
+compiles the same programs, jaxloss's and optax's, for that accelerator on this machine, without one, and prints
+their temporaries and while loops (``jaxloss.tools.accelerators``).
 """
 
 from __future__ import annotations
@@ -579,7 +583,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time whole steps with jaxloss and optax: an MLP classifier's adam step and an LM output layer",
     )
     parser.add_argument("--steps-only", action="store_true", help="time the whole steps only")
+    from jaxloss.tools import accelerators
+
+    parser.add_argument(
+        "--compile-for",
+        metavar="TARGET",
+        choices=accelerators.TARGETS,
+        help="no timing: compile the programs for an accelerator on this machine, without it, and print their "
+        "temporaries and loops beside optax's (" + ", ".join(accelerators.TARGETS) + "; needs the compiler's "
+        "plugin at jax's version: jax-cuda13-plugin and jax-cuda13-pjrt, or libtpu)",
+    )
     args = parser.parse_args(argv)
+    if args.compile_for:  # before jax starts its backends: they must stay on the CPU
+        return accelerators.bench_main(args.compile_for, args.quick, args.cost)
     started = time.perf_counter()
     if args.sharded:
         jax.config.update("jax_num_cpu_devices", 8)  # before the backend starts; CPU only
@@ -590,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats = args.repeats or (7 if args.quick else 15)
     device = jax.devices()[0]
     print(
-        f"jaxloss {jaxloss.__version__} bench on {jax.default_backend()} ({device.device_kind}), "
+        f"jaxloss {jaxloss.__version__} bench on {jax.devices()[0].platform} ({device.device_kind}), "
         f"medians of {repeats} interleaved runs",
         flush=True,
     )
@@ -639,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "machine": machine(),
                     "command": "jaxloss bench " + " ".join(sys.argv[2:] if argv is None else argv),
                     "seconds": time.perf_counter() - started,
-                    "backend": jax.default_backend(),
+                    "backend": jax.devices()[0].platform,
                     "device": device.device_kind,
                     "results": [asdict(r) for r in results],
                     "steps": step_rows,

@@ -628,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     points = POINTS_FULL if args.full else POINTS_QUICK
     fuzz = FUZZ_FULL if args.full else FUZZ_QUICK
     widths = _precision.FUZZ_WIDTHS if args.full else FUZZ_WIDTHS_QUICK
-    print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
+    print(f"jaxloss {jaxloss.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind})")
     agreement_dtypes = [d for d in dtypes if d in TOLERANCE]
     # The agreement part is all compilation: it runs on its own thread beside the precision part.
     with ThreadPoolExecutor(max_workers=1) as beside:
@@ -661,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "device": jax.devices()[0].device_kind,
                     "passed": total - len(failed),
                     "failed": len(failed),
-                    "backend": jax.default_backend(),
+                    "backend": jax.devices()[0].platform,
                     "agreement": [asdict(r) for r in rows],
                     "precision": [asdict(r) for r in precision_rows],
                 },
