@@ -33,7 +33,7 @@ def _loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def _times_label(part: jax.Array, signed_logits: jax.Array, label: jax.Array) -> jax.Array:
     """``max(z, 0) * w``, given ``part = max(z, 0)`` with ``+inf`` clamped to the largest float.
 
-    The excess ``max(z, largest) - largest`` is ``+inf`` only for ``z = +inf``, where
+    The excess (``_backend.infinite_excess``) is ``+inf`` only for ``z = +inf``, where
     ``+inf * w`` takes its limit ``sign(w) * inf``, or 0 for ``w = 0``.
     """
     excess = _backend.infinite_excess(signed_logits)

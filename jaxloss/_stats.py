@@ -68,7 +68,8 @@ def softmax_stats(logits: jax.Array, axes: Axes, exp: Callable[[jax.Array], jax.
     never from ``z == M``: where the logits are an expression such as ``a * b``, XLA may contract
     ``a * b - M`` into a fused multiply-add in one pass only, which leaves an arg-max a tiny
     :math:`d \\ne 0`; read the same way in both passes, it is still counted once. The indicator
-    is ``_backend.twice_below_zero``, halved per row after each sum.
+    is ``_backend.twice_below_zero``, halved per row after each sum. ``exp`` is the exponential of
+    the sum: poly-1 passes ``_compensated.exp_rounded``, exact to 0.51 ulp on every backend.
     """
     row_max = jnp.max(logits, axis=axes, keepdims=True)
     infinite = row_max == jnp.inf
