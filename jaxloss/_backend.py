@@ -255,6 +255,25 @@ def times_infinity(value: jax.Array, weight: jax.Array) -> jax.Array:
     return jnp.where(weight == 0, jnp.zeros_like(value * weight), value * weight)
 
 
+def _is_zero_cpu(x: jax.Array) -> jax.Array:
+    return (x + x) == 0
+
+
+@per_platform(cpu=_is_zero_cpu)
+def is_zero(x: jax.Array) -> jax.Array:
+    """``x == 0`` as the platform's arithmetic reads ``x``.
+
+    XLA-CPU reads a subnormal operand as 0 in arithmetic (``max(t, tiny)`` is ``tiny``) but
+    not always in a comparison (a bfloat16 target of 3.7e-40 compared unequal to 0 in
+    ``jaxloss verify --full``), so its form compares ``x + x``, which the arithmetic reads: a
+    value the formulas already read as 0 gets the rules of 0. (``|x| < tiny`` gives the same
+    value, but XLA-CPU shares ``tiny`` with the clamp of :func:`jaxloss._divergence.safe_log`
+    and writes an inputs-sized array: rule 1.) The forms agree for zero, normal, infinite and
+    NaN ``x``.
+    """
+    return x == 0
+
+
 def _row_step_cpu(row_value: jax.Array, after: jax.Array) -> jax.Array:
     return row_value + 0.0 * after
 

@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _backend
 
@@ -139,7 +140,7 @@ def divide(a: jax.Array, b: jax.Array) -> jax.Array:
 
 @_backend.per_platform(cpu=jnp.exp)
 def exp_rounded(x: jax.Array) -> jax.Array:
-    """:math:`e^x` within about 0.51 ulp for :math:`x \\le 0` in float32 or float64: :func:`exp_with_error`'s parts, added.
+    """:math:`e^x` within about 0.51 ulp for :math:`x \\le 0` (float32, float64): :func:`exp_with_error`'s parts, added.
 
     XLA-GPU's float32 ``exp`` is libdevice's ``__nv_expf`` (``ex2.approx.ftz.f32`` after a
     reduction; up to 2 ulp). XLA-CPU's is within 0.96 ulp (200,000 points of [-5, 5]) and
@@ -147,6 +148,32 @@ def exp_rounded(x: jax.Array) -> jax.Array:
     """
     high, low = exp_with_error(x)
     return high + low
+
+
+def _exp_times_cpu(log_t: jax.Array, x: jax.Array) -> jax.Array:
+    half = jnp.exp(0.5 * log_t)
+    return half * (half * x)
+
+
+@_backend.per_platform(cpu=_exp_times_cpu)
+def exp_times(log_t: jax.Array, x: jax.Array) -> jax.Array:
+    """:math:`e^{\\log t} x` without forming a subnormal :math:`e^{\\log t}` where the product is normal.
+
+    .. math::
+      e^{\\log t} x = h (h x), \\qquad h = e^{\\log t / 2} \\quad (\\log t < \\log \\text{tiny} + 1)
+
+    A subnormal :math:`t` keeps few digits where a platform keeps subnormals (XLA-GPU) and is 0
+    where it flushes them (XLA-CPU), while :math:`t x` may be normal. The halving is exact and
+    :math:`h` is normal wherever the product is. XLA-CPU's form is :math:`h (h x)` everywhere:
+    arithmetic only, one ``exp`` (``_backend``, rule 1), 2.1 ulp a term in float32 and 2.3 in
+    float64 with :math:`e^{\\log t} x`, 3.2 and 3.8 as :math:`h (h x)` (2,000 points of
+    :math:`[-30, 0]^2`); at 1024x4096 float32 a KL sum took 8.5 ms, 7.9 with :math:`e^{\\log t} x`,
+    16 ms choosing between them by an arithmetic indicator. The portable form selects. The
+    forms agree within 3 ulp.
+    """
+    half = jnp.exp(0.5 * log_t)
+    below = log_t < float(np.log(jnp.finfo(log_t.dtype).smallest_normal)) + 1.0
+    return jnp.where(below, half * (half * x), jnp.exp(log_t) * x)
 
 
 def _split(x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -13,12 +13,13 @@ target below 0 is not a probability: NaN.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _article, _backend, _checks, _seeds
+from jaxloss import _article, _backend, _checks, _compensated, _seeds
 from jaxloss._rules import Axes, Rule
 from jaxloss._sigmoid import summed_over
 
@@ -28,54 +29,75 @@ from jaxloss._sigmoid import summed_over
 def _forward(log_predictions: jax.Array, targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`t (\\log t - \\log p)`, 0 where :math:`t = 0`."""
     del aux, axes
-    return _term(log_predictions, targets, _safe_log(targets)), (log_predictions, targets)
+    return _term(log_predictions, safe_log(targets), targets, lambda x: targets * x), (log_predictions, targets)
 
 
 def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     log_predictions, targets = residuals
-    return _seeds.kl_divergence_grads_from_logs(log_predictions, targets, _safe_log(targets))
+    return _seeds.kl_divergence_grads_from_logs(log_predictions, targets, safe_log(targets))
 
 
-def _safe_log(targets: jax.Array) -> jax.Array:
-    """:math:`\\log \\max(t, \\text{tiny})`: :math:`\\log t`, and a finite stand-in where :math:`t = 0`.
-
-    That term is 0. ``tiny`` is the smallest normal number; XLA-CPU reads a subnormal target as 0.
-    """
+def _safe_log_cpu(targets: jax.Array) -> jax.Array:
     # t - |t| is 0, or 2t < -tiny for a negative target (not a probability): the log of a negative number, NaN.
     tiny = jnp.finfo(targets.dtype).smallest_normal
     return jnp.log(jnp.maximum(targets, tiny) + (targets - jnp.abs(targets)))
 
 
-def _term(log_predictions: jax.Array, targets: jax.Array, log_targets: jax.Array) -> jax.Array:
+@_backend.per_platform(cpu=_safe_log_cpu)
+def safe_log(targets: jax.Array) -> jax.Array:
+    """:math:`\\log t` for :math:`t > 0`, subnormal included; :math:`\\log \\text{tiny}` at :math:`t = 0` (a term of 0).
+
+    NaN for a negative, ``+inf`` or NaN target. XLA-CPU reads a subnormal target as 0, so its
+    form is the clamp :math:`\\log \\max(t, \\text{tiny})`, arithmetic only (``_backend``, rule 1);
+    a platform that keeps subnormals (XLA-GPU) would get :math:`\\log \\text{tiny}` in place of
+    :math:`\\log t` from it, and selects the stand-in at :math:`t = 0` alone. The forms agree
+    for zero, normal, infinite and NaN targets (``tiny`` is the smallest normal number).
+    """
+    tiny = jnp.finfo(targets.dtype).smallest_normal
+    return jnp.log(jnp.where(targets == 0, tiny, targets) + (targets - jnp.abs(targets)))
+
+
+def _term(
+    log_predictions: jax.Array,
+    log_targets: jax.Array,
+    present: jax.Array,
+    times_target: Callable[[jax.Array], jax.Array],
+) -> jax.Array:
     """:math:`t (\\log t - \\log p)`, exactly 0 where :math:`t = 0` whatever the prediction, arithmetic only.
 
-    ``log_targets`` is finite where :math:`t = 0`. A select or a clamp would keep XLA-CPU from
-    fusing the term into the sum over classes (``_backend``, rule 1): at 1024x4096 float32 the
-    sum took 91 ms with a select and a clip, 8.3 ms as written, optax's 7.7 ms. The prediction
-    is raised to the lowest float, so that :math:`0 \\cdot (\\log t - \\log p)` is 0, and a
-    ``-inf`` one is added back through ``times_infinity`` (:math:`\\infty \\cdot 0 = 0`). A
-    ``+inf`` log-prediction (no log-probability) gives NaN where its target is 0.
+    ``times_target(x)`` is :math:`t x`. ``log_targets`` is finite where :math:`t = 0`, and
+    ``present`` (0 there, else positive and normal) weighs the ``+inf`` of a ``-inf`` prediction.
+    A select or a clamp would keep XLA-CPU from fusing the term into the sum over classes
+    (``_backend``, rule 1): at 1024x4096 float32 the sum took 91 ms with a select and a clip,
+    8.3 ms as written, optax's 7.7 ms. The prediction is raised to the lowest float, so that
+    :math:`0 \\cdot (\\log t - \\log p)` is 0, and a ``-inf`` one is added back through
+    ``times_infinity`` (:math:`\\infty \\cdot 0 = 0`). A ``+inf`` log-prediction (no
+    log-probability) gives NaN where its target is 0.
     """
     largest = jnp.finfo(log_predictions.dtype).max
     raised = jnp.maximum(log_predictions, -largest)
     below = _backend.infinite_excess(-log_predictions)  # +inf only where log p = -inf
-    return targets * (log_targets - raised) + _backend.times_infinity(below, targets)
+    return times_target(log_targets - raised) + _backend.times_infinity(below, present)
 
 
 def _log_forward(log_predictions: jax.Array, log_targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
-    """:math:`e^{\\log t} (\\log t - \\log p)`, 0 where :math:`\\log t = -\\infty`."""
+    """:math:`e^{\\log t} (\\log t - \\log p)`, 0 where :math:`\\log t = -\\infty`, without a subnormal :math:`t`.
+
+    The product is ``_compensated.exp_times``: a subnormal :math:`t` (few digits on a GPU, 0 as
+    XLA-CPU reads it) is never formed where the term is normal.
+    """
     del aux, axes
-    targets = jnp.exp(log_targets)
-    return _term(log_predictions, targets, _finite_log(log_targets)), (log_predictions, log_targets)
+    finite = _finite_log(log_targets)
+    present = finite + 0.5 * jnp.finfo(finite.dtype).max  # 0 at a -inf log-target, else at least half the largest
+    term = _term(log_predictions, finite, present, lambda x: _compensated.exp_times(finite, x))
+    return term, (log_predictions, log_targets)
 
 
 def _log_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     log_predictions, log_targets = residuals
-    targets = jnp.exp(log_targets)
-    grad, targets_grad = _seeds.kl_divergence_grads_from_logs(log_predictions, targets, _finite_log(log_targets))
-    return grad, targets * targets_grad  # d/d(log t) = t d/dt
+    return _seeds.kl_divergence_with_log_targets_grads_from_logs(log_predictions, log_targets)
 
 
 def _finite_log(log_targets: jax.Array) -> jax.Array:
@@ -175,7 +197,7 @@ def kl_divergence_with_log_targets(
       >>> student = jax.nn.log_softmax(jnp.array([[2.0, 0.0, -1.0]]))
       >>> teacher = jax.nn.log_softmax(jnp.array([[1.0, 1.0, -jnp.inf]]))
       >>> print(jaxloss.kl_divergence_with_log_targets(student, teacher))
-      [0.47669888]
+      [0.47669882]
       >>> print(jax.grad(lambda t: jaxloss.kl_divergence_with_log_targets(student, t).sum())(teacher))
       [[0.23834944 1.2383494  0.        ]]
 

@@ -329,24 +329,29 @@ def poly_scales(logits: np.ndarray, labels: Any, epsilon: float) -> tuple[Any, l
     return loss, grad, [None if m else sj for m, sj in zip(masked, label, strict=True)]
 
 
-def kl(
-    log_predictions: Any, targets: Any, log_targets: bool = False, tiny: float = 0.0
-) -> tuple[Any, list[Any], list[Any]]:
+def kl(log_predictions: Any, targets: Any, log_targets: bool = False) -> tuple[Any, list[Any], list[Any]]:
     """Kullback-Leibler divergence :math:`\\sum_j t_j (\\log t_j - \\log p_j)` of one row and its seeds.
 
     The seeds are :math:`-t_j` for the log-predictions and :math:`\\log t_j - \\log p_j + 1` for
     the targets, or :math:`t_j (\\log t_j - \\log p_j + 1)` for log-targets (``log_targets``:
     ``targets`` holds :math:`\\log t`). ``0 log 0 = 0``: a target of 0 (a log-target of
     ``-inf``) costs 0 with zero seeds for both arguments; a positive target against a ``-inf``
-    log-prediction costs ``+inf``, with a target seed of ``+inf``. A log-target whose
-    exponential is below ``tiny`` (the smallest normal number of the compute dtype, which the
-    library's ``exp`` flushes to 0) is a zero-probability class too: the library's convention.
+    log-prediction costs ``+inf``, with a target seed of ``+inf``. There is no flush convention:
+    :math:`t = e^{\\log t}` is exact, subnormal or smaller, and every term counts (a finite
+    log-target against a ``-inf`` log-prediction costs ``+inf`` however small its probability).
     """
+    loss, grad, grad_targets = kl_terms(log_predictions, targets, log_targets)
+    total = INF if INF in loss else mp.fsum(loss)
+    return total, grad, grad_targets
+
+
+def kl_terms(log_predictions: Any, targets: Any, log_targets: bool = False) -> tuple[list[Any], list[Any], list[Any]]:
+    """:func:`kl` with the loss as its terms :math:`t_j (\\log t_j - \\log p_j)`, one a class."""
     loss, grad, grad_targets = [], [], []
     for lp, second in zip(np.asarray(log_predictions), np.asarray(targets), strict=True):
         lpm, sm = _m(lp), _m(second)
         t = mp.exp(sm) if log_targets else sm
-        if t == 0 or (log_targets and t < tiny):  # exp(-inf) = 0 in mpmath: a -inf log-target
+        if t == 0:  # exp(-inf) = 0 in mpmath: a -inf log-target
             loss.append(mp.mpf(0))
             grad.append(mp.mpf(0))
             grad_targets.append(mp.mpf(0))
@@ -359,8 +364,7 @@ def kl(
         diff = (sm if log_targets else mp.log(t)) - lpm
         loss.append(t * diff)
         grad_targets.append(t * (diff + 1) if log_targets else diff + 1)
-    total = INF if INF in loss else mp.fsum(loss)
-    return total, grad, grad_targets
+    return loss, grad, grad_targets
 
 
 def kl_scales(log_predictions: Any, targets: Any, log_targets: bool = False) -> tuple[Any, list[Any], list[Any]]:

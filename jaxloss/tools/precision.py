@@ -30,10 +30,20 @@ focal loss and gradients, and every other value, are in ulps. A non-finite resul
 exact one is finite and representable counts as a failure. Softmax costs are scored against the
 exact cost of ``z - max z`` as the dtype rounds it (the same as the exact cost when those
 differences are exact), which is the best any float computation of a softmax can do.
+
+Subnormal numbers: no flush is assumed. Where the platform that runs the sweep reads a subnormal
+input as 0 (:func:`reads_subnormals_as_zero`, probed at run time: XLA-CPU does, XLA-GPU does
+not), the exact results are those of the inputs as it reads them, subnormal inputs as 0;
+elsewhere those of the inputs as drawn. Intermediate values are never assumed flushed: a
+subnormal :math:`t = e^{\\log t}` counts with all its digits, and so does a KL term below the
+smallest normal number, except where the platform flushes such results to 0
+(:func:`flushes_subnormal_results`, probed likewise): there the sum over classes may lose each
+of them (an allowance of their magnitudes).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -197,6 +207,44 @@ def compute_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if jnp.finfo(dtype).bits < 32 else dtype
 
 
+@functools.cache
+def reads_subnormals_as_zero(dtype: Any) -> bool:
+    """Whether the default backend reads a subnormal ``dtype`` input as 0 (denormals-are-zero).
+
+    Probed with a compiled product :math:`(\\text{tiny}/2) \\cdot 4`, whose exact result is normal:
+    XLA-CPU gives 0 (in float32 and float64), XLA-GPU ``2 tiny``.
+    """
+    dtype = np.dtype(dtype)
+    with jax.enable_x64(dtype == np.float64):
+        half_tiny = np.asarray(jnp.finfo(dtype).smallest_normal / 2, dtype)
+        product = jax.jit(lambda a, b: a * b)(half_tiny, np.asarray(4.0, dtype))
+        return bool(product == 0)
+
+
+@functools.cache
+def flushes_subnormal_results(dtype: Any) -> bool:
+    """Whether the default backend flushes a subnormal ``dtype`` result to 0 (flush-to-zero).
+
+    Probed with a compiled product :math:`\\text{tiny} \\cdot \\tfrac12`: XLA-CPU gives 0, XLA-GPU
+    ``tiny / 2`` (0 in float32 under ``--xla_gpu_ftz=true``).
+    """
+    dtype = np.dtype(dtype)
+    with jax.enable_x64(dtype == np.float64):
+        tiny = np.asarray(jnp.finfo(dtype).smallest_normal, dtype)
+        product = jax.jit(lambda a, b: a * b)(tiny, np.asarray(0.5, dtype))
+        return bool(product == 0)
+
+
+def _as_read(values: Any, compute: np.dtype) -> Any:
+    """``values`` as the platform reads them in ``compute``: subnormal entries as 0 where it flushes them."""
+    values = np.asarray(values)
+    if not jnp.issubdtype(values.dtype, jnp.floating) or not reads_subnormals_as_zero(compute):
+        return values
+    tiny = float(jnp.finfo(compute).smallest_normal)
+    wide = values.astype(np.float64)
+    return np.where(np.abs(wide) < tiny, np.copysign(0.0, wide), values).astype(values.dtype)
+
+
 def _per_element(parts: list[Any]) -> tuple[Any, list[Any], list[Any]]:
     """Sums element-wise exact results over a row (the multi-label costs)."""
     return mp.fsum(p[0] for p in parts), [p[1][0] for p in parts], [p[2][0] for p in parts]
@@ -225,6 +273,8 @@ def make_sweep(
     dtype = np.dtype(dtype)
     compute = compute_dtype(dtype)
     settings = dict(options)
+    drawn = inputs, targets
+    inputs, targets = _as_read(inputs, compute), _as_read(targets, compute)  # the exact results' inputs
     probs: list[Any] | None = None
     allowance: list[Any] | None = None
     scales: list[Any] | None = None
@@ -279,24 +329,19 @@ def make_sweep(
             scales.append((loss_scale, [None] * len(r) if onehot else grad_scale, label_scale))
     elif cost in ("kl_divergence", "kl_divergence_with_log_targets"):
         log = cost == "kl_divergence_with_log_targets"
-        tiny = float(jnp.finfo(compute).smallest_normal)
-        exact = [_exact.kl(x, t, log, tiny) for x, t in zip(inputs, targets, strict=True)]
+        exact = [_exact.kl(x, t, log) for x, t in zip(inputs, targets, strict=True)]
         scales = [_exact.kl_scales(x, t, log) for x, t in zip(inputs, targets, strict=True)]
-        if log:
-            # XLA on CPU flushes a subnormal t = e^{log t} to 0, and with it the label gradient
-            # t (log t - log p + 1), which may itself be normal: that gradient may be 0.
+        if flushes_subnormal_results(compute):
+            # A term below the smallest normal number is a result that the platform flushes to 0.
             tiny = _exact._m(jnp.finfo(compute).smallest_normal)
-            allowance = [
-                (
-                    0,
-                    [0] * len(lt),
-                    [abs(g) if mp.exp(_exact._m(v)) < tiny else 0 for v, g in zip(lt, e[2], strict=True)],
-                )
-                for lt, e in zip(targets, exact, strict=True)
-            ]
+            allowance = []
+            for x, t in zip(inputs, targets, strict=True):
+                terms = _exact.kl_terms(x, t, log)[0]
+                flushed = mp.fsum(abs(v) for v in terms if mp.isfinite(v) and abs(v) < tiny)
+                allowance.append((flushed, [0] * len(terms), [0] * len(terms)))
     else:
         raise ValueError(f"unknown cost {cost!r}")
-    return Sweep(cost, labels, inputs, targets, exact, probs, allowance, tuple(options), scales)
+    return Sweep(cost, labels, *drawn, exact, probs, allowance, tuple(options), scales)
 
 
 def _labels(rng: np.random.Generator, kind: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -469,7 +514,10 @@ def _kl_rows(setting: str, points: int, rng: np.random.Generator) -> tuple[np.nd
     * ``near``: predictions :math:`t e^{\\delta n}` renormalised, :math:`\\delta` from 1e-6 to 0.3;
     * ``confident``: targets :math:`\\mathrm{softmax}(u)`, :math:`u = s [1, 0, -1, 1/2, -1/2]`,
       :math:`s` from 1 to 1e4 (targets that underflow, log-targets to -1.5e4), against the
-      predictions of :math:`1.05 u` and of :math:`-u`, and one-hot targets against :math:`1.05 u`.
+      predictions of :math:`1.05 u` and of :math:`-u`, and one-hot targets against :math:`1.05 u`;
+      and two rows of subnormal targets (log-targets -95 to -99, and -720 to -745) against
+      log-predictions far enough below that the terms and label gradients are normal in float32
+      and in float64 respectively.
     """
     width = KL_WIDTH
     raw = rng.random((points, width))
@@ -503,6 +551,9 @@ def _kl_rows(setting: str, points: int, rng: np.random.Generator) -> tuple[np.nd
         u = s * np.array([1.0, 0.0, -1.0, 0.5, -0.5])
         lt = np.concatenate([_log_softmax(u), _log_softmax(u), np.tile(_log(np.eye(width)[0]), (points, 1))])
         lp = np.concatenate([_log_softmax(1.05 * u), _log_softmax(-u), _log_softmax(1.05 * u)])
+        subnormal_lt = np.array([[-95.0, -96.0, -97.0, -98.0, -99.0], [-720.0, -725.0, -730.0, -740.0, -745.0]])
+        subnormal_lp = np.array([[-3e3, -1e4, -5e3, -3e4, -1e5], [-1e6, -1e7, -1e8, -1e9, -1e10]])
+        lt, lp = np.concatenate([lt, subnormal_lt]), np.concatenate([lp, subnormal_lp])
         t = np.exp(lt)
     else:
         lt = _log(t)
@@ -521,8 +572,6 @@ def _kl_draws(points: int, dtype: np.dtype, rng: np.random.Generator, costs: Col
         lp, t, lt = _kl_rows(setting, points, rng)
         with np.errstate(over="ignore"):
             lp, t, lt = lp.astype(dtype), t.astype(dtype), lt.astype(dtype)
-        # XLA on CPU reads a subnormal input as 0: such a target is drawn as the 0 it is computed as.
-        t = np.where(np.abs(t) < jnp.finfo(compute_dtype(dtype)).smallest_normal, 0.0, t).astype(dtype)
         if setting == "matching":
             with jax.enable_x64(True):
                 lp = np.asarray(jnp.log(jnp.asarray(t, compute_dtype(dtype)))).astype(dtype)
