@@ -11,8 +11,11 @@ Two kinds:
   trick) and a portable form (the plain mathematical expression), chosen where the program is
   lowered, with ``jax.lax.platform_dependent``, so a program exported or compiled for a GPU or
   TPU gets the portable form even when traced on a CPU host. Both forms compute the same value,
-  in the same dtype, over the domain each docstring states (``tests/test_backend.py`` compares
-  them). A platform gets a form of its own only with a measured reason written beside it.
+  in the same dtype, over the domain each docstring states, or within the few ulps it states
+  where the portable form is the more exact one (``_compensated.divide``, ``exp_rounded`` and
+  ``exp_times``); ``tests/test_backend.py`` compares them. A platform gets a form of its own
+  only with a measured reason written beside it. The primitives outside this module
+  (``_compensated``'s three, ``_divergence.safe_log``) use :func:`per_platform` the same way.
 
 Setting the environment variable ``JAXLOSS_PORTABLE=1`` before jaxloss is imported selects the
 portable forms on every platform, the CPU included: the accelerators' formulations are then
