@@ -606,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats = args.repeats or (7 if args.quick else 15)
     device = jax.devices()[0]
     print(
-        f"jaxloss {jaxloss.__version__} bench on {jax.devices()[0].platform} ({device.device_kind}), "
+        f"jaxloss {jaxloss.__version__} bench on {device.platform} ({device.device_kind}), "
         f"medians of {repeats} interleaved runs",
         flush=True,
     )
@@ -655,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "machine": machine(),
                     "command": "jaxloss bench " + " ".join(sys.argv[2:] if argv is None else argv),
                     "seconds": time.perf_counter() - started,
-                    "backend": jax.devices()[0].platform,
+                    "backend": device.platform,
                     "device": device.device_kind,
                     "results": [asdict(r) for r in results],
                     "steps": step_rows,
