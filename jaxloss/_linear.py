@@ -13,7 +13,12 @@ Backward, per block: the closed-form seed :math:`g = p - \\text{onehot}` (``_see
 function as for the full logits; :math:`p_l - 1 = -R/S`, no cancellation), then
 :math:`\\bar h \\mathrel{+}= g W_B^\\top`, :math:`\\bar W_B = h^\\top g` and :math:`\\bar b_B = \\sum_n g`.
 The residuals are the inputs and O(N) statistics. Products accumulate in float32 (float64 for
-float64 inputs), and each block of :math:`\\bar W` is one product over all N rows, never a running sum in low precision.
+float64 inputs), and each block of :math:`\\bar W` is one product over all N rows, never a running sum in low precision,
+rounded once to the weight's dtype.
+
+With a reduction, the rows rule forms the gradients in the forward pass, a block of rows at a
+time, into a float32 :math:`\\bar W`. Which rule and which blocks: :func:`plan_blocks`, per
+platform.
 
 With the training options (``_options``) the statistics and the seed are those of the full
 logits with the same options.
@@ -21,6 +26,7 @@ logits with the same options.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -65,17 +71,24 @@ def _logits_block(hidden: jax.Array, weight: jax.Array, bias: jax.Array | None, 
     return logits
 
 
-def _for_blocks(vocab: int, width: int, body: Callable[[Any, Any, int], Any], carry: Any) -> Any:
-    """Runs ``body(carry, start, width)`` over the full blocks, then over the remainder.
+def _for_blocks(
+    vocab: int, width: int, body: Callable[[Any, Any, int], Any], carry: Any, operands: tuple[jax.Array, ...] = ()
+) -> Any:
+    """Runs ``body(carry, start, width)`` over the full blocks, in one loop, then over the remainder.
 
-    The first block runs before the loop, so that the loop's carry already has the type the
-    body gives it (inside ``shard_map``, values that vary over the mesh axes).
+    Where one of the ``operands`` the body reads varies over mesh axes (inside ``shard_map``),
+    the first block runs before the loop, so that the loop's carry already has the type the
+    body gives it. Elsewhere every full block is in the loop: XLA-GPU inlines a loop of one
+    trip and may then hold two blocks at once. Compiled for an H200 (bfloat16, N=8192, D=4096,
+    V=128256, value_and_grad of the mean in two blocks of 64128 classes): 5.87 GiB of
+    temporaries with the first block outside the loop, 3.55 GiB with both in it.
     """
     full = vocab // width
-    if full:
-        carry = body(carry, 0, width)
-    if full > 1:
-        carry = jax.lax.fori_loop(1, full, lambda k, c: body(c, k * width, width), carry)
+    first = 0
+    if full and any(_varying_axes(a) for a in operands):
+        carry, first = body(carry, 0, width), 1
+    if full > first:
+        carry = jax.lax.fori_loop(first, full, lambda k, c: body(c, k * width, width), carry)
     if vocab % width:
         carry = body(carry, full * width, vocab % width)
     return carry
@@ -136,6 +149,9 @@ def backward_blocks(
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Gradients for ``hidden`` (in the compute dtype), ``weight`` and ``bias`` (in their dtypes).
 
+    The weight's gradient is in the compute dtype instead where it is still to be summed over a
+    mesh axis (``summed_like``); the caller casts it after the sum.
+
     ``cotangent`` is the per-row cotangent, shape (rows, 1), 0 for rows that do not count;
     ``labels`` (rows, 1) count from the first column of ``weight``; ``totals`` are over the
     whole vocabulary.
@@ -145,6 +161,13 @@ def backward_blocks(
     operand = product_dtype(hidden, weight)
     hidden_p = hidden.astype(operand)
     cap = None if options is None else options.cap
+
+    # Each block of the weight's gradient is complete (one float32 product over all rows), so it
+    # is rounded once, to the weight's dtype, as it is written: no (D, V) float32 array is kept.
+    # Inside ``shard_map``, a weight replicated over an axis the rows are split over gets its
+    # gradient summed over that axis afterwards (``summed_like``): those blocks stay float32.
+    summed = _varying_axes(hidden) | _varying_axes(labels) | _varying_axes(cotangent)
+    accumulate = compute if summed - _varying_axes(weight) else weight.dtype
 
     def body(carry: Any, start: Any, size: int) -> Any:
         d_hidden, d_weight, d_bias = carry
@@ -161,9 +184,7 @@ def backward_blocks(
         grad = cotangent * grad
         columns = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1)
         d_hidden = d_hidden + _backend.dot(grad, columns, operand=operand, compute=compute, transpose_b=True)
-        d_columns = _backend.dot(hidden_p.T, grad, operand=operand, compute=compute)
-        # Each block of the weight's gradient is complete (one float32 product over all rows):
-        # nothing accumulates in low precision.
+        d_columns = _backend.dot(hidden_p.T, grad, operand=operand, compute=compute).astype(accumulate)
         d_weight = jax.lax.dynamic_update_slice_in_dim(d_weight, d_columns, start, axis=1)
         if d_bias is not None:
             d_bias = jax.lax.dynamic_update_slice_in_dim(
@@ -173,11 +194,10 @@ def backward_blocks(
 
     start = (
         jnp.zeros((rows, hidden.shape[1]), compute),
-        jnp.zeros(weight.shape, compute),
+        jnp.zeros(weight.shape, accumulate),
         None if bias is None else jnp.zeros(bias.shape, bias.dtype),
     )
-    d_hidden, d_weight, d_bias = _for_blocks(vocab, width, body, start)
-    return d_hidden, d_weight.astype(weight.dtype), d_bias
+    return _for_blocks(vocab, width, body, start, (hidden, weight, labels, cotangent))
 
 
 # --- the rule on one device, per example ------------------------------------------------------
@@ -229,7 +249,7 @@ def _fused_bwd(width: int, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
     )
     return (
         summed_like(d_hidden.astype(hidden.dtype), hidden),
-        summed_like(d_weight, weight),
+        summed_like(d_weight, weight).astype(weight.dtype),
         None if bias is None or d_bias is None else summed_like(d_bias, bias),
         None,
         None,
@@ -335,7 +355,9 @@ def _reduced_forward(
         jnp.zeros(weight.shape, compute),
         None if bias is None else jnp.zeros(bias.shape, compute),
     )
-    total, lse, correct, d_hidden, d_weight, d_bias = _for_blocks(rows, plan.height, body, carry)
+    total, lse, correct, d_hidden, d_weight, d_bias = _for_blocks(
+        rows, plan.height, body, carry, (hidden, weight, labels, counts)
+    )
     return (over(total, denominator), lse, correct), (d_hidden, d_weight, d_bias, denominator)
 
 
@@ -402,6 +424,160 @@ def _varying_axes(array: jax.Array) -> frozenset[str]:
     if kind is None:  # older JAX
         return frozenset(getattr(jax.typeof(array), "vma", frozenset()))
     return frozenset(kind.varying)
+
+
+# --- the block plan -------------------------------------------------------------------------------
+
+
+class BlockPlan(NamedTuple):
+    """How the fused cost walks the logits: a rule, and its block.
+
+    Attributes:
+      rule: ``"vocabulary"``: blocks of ``width`` classes over all rows, four matrix products
+        (the per-example rule; with a reduction, it is reduced afterwards); ``"rows"``: blocks of
+        ``height`` rows over all classes, three products, the gradients formed in the forward
+        pass into a float32 ``(D, V)`` accumulator (reductions only).
+      width: classes per block of the vocabulary rule (and of the forward pass without a gradient).
+      height: rows per block of the rows rule.
+    """
+
+    rule: str
+    width: int
+    height: int
+
+
+ACCELERATOR_BLOCK_BYTES = {"none": 2 * 2**30, "reduced": 3 * 2**30}
+"""On an accelerator, the most one block may take: its float32 logits and its seed in the operands' dtype.
+
+Measured on one H200 (jax 0.11.2; value_and_grad of the mean for hidden and weight, bfloat16,
+N=8192, D=4096, V=128256, against optax's unfused step at 73.4 ms; ``shared/gpu/sweep*.jsonl``):
+the time falls with the number of blocks, whatever their size. Per example, 8 vocabulary blocks
+ran at 1.41x, 4 at 1.50x and 2 at 1.74x; with a reduction, 126 row blocks (the CPU's plan) at
+0.24x, 4 at 1.22x and 2 at 1.81x, and the rows rule keeps a float32 (D, V) accumulator
+beside its block. So each block is as large as a budget allows, and the budgets are the
+issue's memory targets for that size less the rest of the program: 2 GiB per example (3 blocks
+of 42752 classes, 6 bytes a logit; target at most 3 GiB of temporaries), 3 GiB with a reduction
+(2 blocks of 64128; target at most 4 GiB).
+"""
+
+ACCELERATOR_MEMORY_SHARE = 16
+"""And at most this share of the device's memory (``memory_stats()["bytes_limit"]``): 1 GiB on a 16 GiB card."""
+
+
+def device_memory() -> int | None:
+    """The memory of this process's first device in bytes, or None where it reports none (XLA-CPU).
+
+    ``jax.local_devices()[0].memory_stats()["bytes_limit"]``: what XLA's allocator may take
+    there. A program compiled here for another machine's device (``jaxloss.tools.accelerators``)
+    gets None, and with it the budgets of :data:`ACCELERATOR_BLOCK_BYTES` alone.
+    """
+    try:
+        stats = jax.local_devices()[0].memory_stats()
+    except Exception:  # a backend without the query
+        return None
+    limit = None if not stats else stats.get("bytes_limit")
+    return int(limit) if limit else None
+
+
+def planned(run: Callable[..., Any], operands: Any, plan: Callable[..., BlockPlan]) -> Any:
+    """``run(operands, blocks)``, with each platform's plan in the program lowered for it.
+
+    ``plan(platform=..., memory=...)`` gives the plans (:func:`plan_blocks`). Where XLA-CPU's
+    and the accelerators' differ, ``jax.lax.platform_dependent`` holds both and the program
+    lowered for a platform keeps its own (so a program compiled here for an H200 has the H200's
+    blocks); under ``JAXLOSS_PORTABLE=1`` every platform gets the accelerators' plan.
+    """
+    on_cpu, on_accelerators = plan(platform="cpu"), plan(platform="accelerator", memory=device_memory())
+    if _backend.PORTABLE or on_cpu == on_accelerators:
+        return run(operands, on_accelerators)
+    return jax.lax.platform_dependent(
+        operands,
+        cpu=functools.partial(run, blocks=on_cpu),
+        default=functools.partial(run, blocks=on_accelerators),
+    )
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _even_columns(vocab: int, most: int) -> int:
+    """The fewest blocks of at most ``most`` classes (a multiple of 128 where it can be), as even as they can be."""
+    if most >= vocab:
+        return vocab
+    most = max(1, most)
+    if most >= 128:
+        most -= most % 128
+    blocks = -(-vocab // most)
+    width = -(-vocab // blocks)
+    if most >= 128:
+        width = min(_round_up(width, 128), most)
+    return min(width, vocab)
+
+
+def plan_blocks(
+    rows: int,
+    dim: int,
+    vocab: int,
+    *,
+    operand: Any,
+    compute: Any,
+    reduction: str,
+    platform: str,
+    memory: int | None = None,
+    block_size: int | None = None,
+) -> BlockPlan:
+    """The fused cost's blocks, for one platform: the one function that sizes them.
+
+    * ``block_size`` given: the same plan on every platform. Classes per block, and with a
+      reduction the rows rule with as many logits per block of rows.
+    * XLA-CPU (``platform="cpu"``): blocks sized for its caches. About 4 MiB of logits per
+      vocabulary block (:func:`block_columns`); with a reduction, the rows rule with 256 rows
+      per block, at most 32 MiB (:func:`block_rows`, which has the measurements).
+    * An accelerator (any other platform): the fewest blocks within a budget
+      (:data:`ACCELERATOR_BLOCK_BYTES`, and at most 1/:data:`ACCELERATOR_MEMORY_SHARE` of
+      ``memory``) for a block's float32 logits and its seed in the operands' dtype. With a
+      reduction, the rows rule in one block (no loop: three products) when that block and the
+      float32 ``(D, V)`` gradient fit the budget; otherwise the vocabulary rule, whose blocks of
+      the weight's gradient are each complete and written once in the weight's dtype, so that no
+      ``(D, V)`` float32 accumulator is kept.
+
+    Args:
+      rows: examples N.
+      dim: hidden width D.
+      vocab: classes V (on this device).
+      operand: the matrix products' operand dtype (``product_dtype``).
+      compute: the compute dtype (float32, or float64).
+      reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+      platform: ``"cpu"``, or an accelerator's platform (``"cuda"``, ``"rocm"``, ``"tpu"``).
+      memory: the device's memory in bytes (:func:`device_memory`), or None.
+      block_size: the caller's override, or None.
+
+    Returns:
+      A :class:`BlockPlan`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxloss._linear import plan_blocks
+      >>> plan_blocks(8192, 4096, 128256, operand=jnp.bfloat16, compute=jnp.float32,
+      ...             reduction="mean", platform="cuda")
+      BlockPlan(rule='vocabulary', width=64128, height=8192)
+    """
+    itemsize = jnp.dtype(compute).itemsize
+    reduced = reduction != "none"
+    if block_size is not None or platform == "cpu":
+        width = block_columns(rows, vocab, itemsize, block_size)
+        if not reduced:
+            return BlockPlan("vocabulary", width, rows)
+        return BlockPlan("rows", width, block_rows(rows, vocab, itemsize, block_size))
+    budget = ACCELERATOR_BLOCK_BYTES["reduced" if reduced else "none"]
+    if memory:
+        budget = min(budget, memory // ACCELERATOR_MEMORY_SHARE)
+    per_logit = itemsize + jnp.dtype(operand).itemsize
+    if reduced and rows * vocab * per_logit + dim * vocab * itemsize <= budget:
+        return BlockPlan("rows", vocab, rows)
+    width = _even_columns(vocab, budget // max(1, rows * per_logit))
+    return BlockPlan("vocabulary", width, rows)
 
 
 # --- the public cost ----------------------------------------------------------------------------
@@ -530,9 +706,12 @@ def linear_cross_entropy(
       forward pass keeps O(N) statistics per row (an online logsumexp over blocks of
       ``block_size`` classes); the backward pass recomputes each block and forms the seed there:
       four matrix products.
-    * ``reduction="mean"`` or ``"sum"``: a scalar, whose cotangent is one number, so the forward
-      pass forms the gradients as it goes, a block of rows at a time, and the backward pass only
-      scales them: three matrix products, the unfused cost's count. ``"mean"`` divides by the
+    * ``reduction="mean"`` or ``"sum"``: a scalar, whose cotangent is one number, so on the CPU
+      the forward pass forms the gradients as it goes, a block of rows at a time, and the
+      backward pass only scales them: three matrix products, the unfused cost's count. On an
+      accelerator the blocks are planned for its memory (:func:`plan_blocks`): one block of
+      rows where the logits fit, otherwise the per-example rule in a few large blocks of
+      classes, which keeps no float32 copy of the weight's gradient. ``"mean"`` divides by the
       weight of the examples that count, torch's ``reduction="mean"``: their number, or with
       ``weights`` the sum of their labels' weights; it is 0 when nothing counts. It equals
       ``jaxloss.mean(losses, where=counted, weights=weights[labels])``.
@@ -548,8 +727,11 @@ def linear_cross_entropy(
       bias: optional floating bias of shape ``(V,)``.
       where: optional boolean mask with the batch shape: dropped examples cost 0 and get a zero
         gradient.
-      block_size: classes per block; by default about 4 MiB of float32 logits, a multiple of 128.
-        With a reduction, a block of rows holds as many logits (by default 256 rows, at most 32 MiB).
+      block_size: classes per block, on every platform; with a reduction, a block of rows holds
+        as many logits. By default the blocks are planned for the platform the program is
+        compiled for (:func:`plan_blocks`): on the CPU about 4 MiB of float32 logits, a
+        multiple of 128 (with a reduction 256 rows, at most 32 MiB); on an accelerator the
+        fewest even blocks within 2 GiB (3 GiB with a reduction) and 1/16 of its memory.
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
         ``softmax_cross_entropy_with_integer_labels``; ``weights`` has shape ``(V,)``.
       reduction: ``"none"``, ``"mean"`` or ``"sum"``.
@@ -586,19 +768,35 @@ def linear_cross_entropy(
     counts, classes = counted_rows(classes, mask, ignore_index)
     flat_h = h.reshape(rows, h.shape[-1])
     flat_labels, flat_counts = classes.reshape(rows), counts.reshape(rows)
-    itemsize = jnp.dtype(compute).itemsize
-    width = block_columns(rows, vocab, itemsize, block_size)
+    denominator = jnp.ones((), compute)
+    if reduction == "mean":
+        denominator = example_weight(flat_labels, flat_counts, options, compute)
+    plan = functools.partial(
+        plan_blocks,
+        rows,
+        h.shape[-1],
+        vocab,
+        operand=product_dtype(h, w),
+        compute=compute,
+        reduction=reduction,
+        block_size=block_size,
+    )
+
+    def blocked(operands: tuple[Any, ...], blocks: BlockPlan) -> tuple[jax.Array, jax.Array, jax.Array]:
+        hidden_, weight_, bias_, labels_, counts_, options_, denominator_ = operands
+        if blocks.rule == "rows":
+            dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
+            steps = Plan(blocks.height, blocks.width, *dtypes)
+            return reduced(hidden_, weight_, bias_, labels_, counts_, options_, denominator_, steps)
+        losses, lse, correct = fused(hidden_, weight_, bias_, labels_, counts_, options_, blocks.width)
+        if reduction == "none":
+            return losses, lse, correct
+        return over(jnp.sum(losses), denominator_), lse, correct
+
+    operands = (flat_h, w, b, flat_labels, flat_counts, options, denominator)
+    loss, lse, correct = planned(blocked, operands, plan)
     if reduction == "none":
-        loss, lse, correct = fused(flat_h, w, b, flat_labels, flat_counts, options, width)
         loss = loss.reshape(batch)
-    else:
-        denominator = jnp.ones((), compute)
-        if reduction == "mean":
-            denominator = example_weight(flat_labels, flat_counts, options, compute)
-        plan = Plan(
-            block_rows(rows, vocab, itemsize, block_size), width, h.dtype, w.dtype, None if b is None else b.dtype
-        )
-        loss, lse, correct = reduced(flat_h, w, b, flat_labels, flat_counts, options, denominator, plan)
     return with_stats(loss, lse, correct, batch, return_stats)
 
 

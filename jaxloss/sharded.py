@@ -27,6 +27,7 @@ Losses come back on every device of the axis, identical. The engine is JAX's own
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -249,7 +250,7 @@ def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangents: Any) -> 
     # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
     # axis (and over any other axis they are replicated on, as the weight is over a data axis).
     d_hidden = _linear.summed_like(d_hidden.astype(hidden.dtype), hidden)
-    return d_hidden, _linear.summed_like(d_weight, weight), None, None, None
+    return d_hidden, _linear.summed_like(d_weight, weight).astype(weight.dtype), None, None, None
 
 
 _linear_rule.defvjp(_linear_forward, _linear_bwd)
@@ -268,6 +269,7 @@ def linear_cross_entropy(
     ignore_index: int | None = None,
     z_loss: float | jax.typing.ArrayLike = 0.0,
     soft_cap: float | jax.typing.ArrayLike | None = None,
+    reduction: str = "none",
     return_stats: bool = False,
 ) -> Any:
     """``jaxloss.linear_cross_entropy`` with the weight's columns split over the mesh axis ``axis_name``.
@@ -288,12 +290,16 @@ def linear_cross_entropy(
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
         ``jaxloss.linear_cross_entropy``, with the same meaning over the whole vocabulary.
         ``weights`` is this device's shard of the class weights, shape ``(V/k,)``.
+      reduction: ``"none"``, ``"mean"`` or ``"sum"``, as for ``jaxloss.linear_cross_entropy``:
+        ``"mean"`` divides by the weight of the examples that count (their number, or with
+        ``weights`` the sum of their labels' weights, one ``psum`` of N numbers more), 0 when
+        nothing counts. Each device runs the per-example rule, then reduces.
       return_stats: also return a ``jaxloss.TokenStats`` of per-example log-sum-exp and
         correctness over the whole vocabulary, from the joined statistics (nothing more is sent).
 
     Returns:
-      The loss of each example, identical on every device of the axis; with ``return_stats``,
-      ``(loss, TokenStats)``.
+      The loss of each example (``reduction="none"``), or a scalar, identical on every device
+      of the axis; with ``return_stats``, ``(loss, TokenStats)``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -307,6 +313,10 @@ def linear_cross_entropy(
       >>> print(cost(jnp.ones((2, 3)), weight, jnp.array([0, 3])))  # log 4 + 1e-4 (log 4)^2
       [1.3864865 1.3864865]
     """
+    if reduction not in _linear.REDUCTIONS:
+        raise ValueError(f"`reduction` must be one of {_linear.REDUCTIONS}, got {reduction!r}.")
+    if not isinstance(return_stats, bool):
+        raise TypeError(f"`return_stats` must be a bool, got {return_stats!r}.")
     h, w, classes, _, mask = _linear.validate(hidden, weight, labels, None, where, block_size)
     batch = h.shape[:-1]
     rows = math.prod(batch)
@@ -315,10 +325,52 @@ def linear_cross_entropy(
         compute, w.shape[1], label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
     counts, classes = _linear.counted_rows(classes, mask, ignore_index)
-    width = _linear.block_columns(rows, w.shape[1], jnp.dtype(compute).itemsize, block_size)
-    loss, lse, correct = _linear_rule(
-        h.reshape(rows, h.shape[-1]), w, classes.reshape(rows), counts.reshape(rows), options, axis_name, width
+    flat_classes, flat_counts = classes.reshape(rows), counts.reshape(rows)
+    # The per-example rule on every platform: the blocks of its vocabulary from the plan.
+    plan = functools.partial(
+        _linear.plan_blocks,
+        rows,
+        h.shape[-1],
+        w.shape[1],
+        operand=_linear.product_dtype(h, w),
+        compute=compute,
+        reduction="none",
+        block_size=block_size,
     )
-    if not isinstance(return_stats, bool):
-        raise TypeError(f"`return_stats` must be a bool, got {return_stats!r}.")
-    return _linear.with_stats(loss.reshape(batch), lse, correct, batch, return_stats)
+
+    def blocked(operands: tuple[Any, ...], blocks: _linear.BlockPlan) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return _linear_rule(*operands, axis_name, blocks.width)
+
+    operands = (h.reshape(rows, h.shape[-1]), w, flat_classes, flat_counts, options)
+    loss, lse, correct = _linear.planned(blocked, operands, plan)
+    if reduction == "none":
+        loss = loss.reshape(batch)
+    else:
+        denominator = jnp.ones((), compute)
+        if reduction == "mean":
+            denominator = _example_weight(flat_classes, flat_counts, options, compute, w.shape[1], axis_name)
+        loss = _linear.over(jnp.sum(loss), denominator)
+    return _linear.with_stats(loss, lse, correct, batch, return_stats)
+
+
+def _example_weight(
+    labels: jax.Array,
+    counts: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    compute: Any,
+    local_classes: int,
+    axis_name: Any,
+) -> jax.Array:
+    """The denominator of ``reduction="mean"`` over the whole vocabulary: ``_linear.example_weight``'s.
+
+    With class weights, each label's weight lives on the device that holds its class: one
+    ``psum`` of the rows' weights (0 elsewhere) gathers them, and they are summed in the same
+    order as on one device.
+    """
+    if options is None or options.weights is None:
+        return jnp.sum(counts, dtype=compute)
+    local, in_range = _local_labels(labels, local_classes, axis_name)
+    mine = in_range[:, 0] & (local[:, 0] >= 0) & (local[:, 0] < local_classes)
+    weight = jnp.take(options.weights[0], jnp.clip(local[:, 0], 0, local_classes - 1))
+    label_weights = jax.lax.psum(jnp.where(mine, weight, 0.0), axis_name)
+    return jnp.sum(jnp.where(counts, label_weights, 0.0))

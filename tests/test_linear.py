@@ -325,3 +325,112 @@ def test_bad_reduction_arguments_raise_naming_them(kwargs, error, named):
     hidden, weight, _, labels = _inputs(np.float32)
     with pytest.raises(error, match=named):
         jaxloss.linear_cross_entropy(hidden, weight, labels, **kwargs)
+
+
+# --- the block plan ----------------------------------------------------------------------------
+
+
+def _plan(rows, dim, vocab, dtype=jnp.bfloat16, reduction="none", platform="cuda", **kwargs):
+    from jaxloss._linear import plan_blocks
+
+    return plan_blocks(
+        rows, dim, vocab, operand=dtype, compute=jnp.float32, reduction=reduction, platform=platform, **kwargs
+    )
+
+
+def test_the_cpu_plan_is_the_cache_sized_one():
+    """On XLA-CPU: 4 MiB of float32 logits per vocabulary block, a multiple of 128; with a
+    reduction, the rows rule with 256 rows per block, at most 32 MiB (the CPU bench's plan)."""
+    assert _plan(2048, 512, 32768, platform="cpu") == ("vocabulary", 512, 2048)
+    assert _plan(2048, 512, 32768, platform="cpu", reduction="mean") == ("rows", 512, 256)
+    assert _plan(8192, 4096, 128256, platform="cpu", reduction="sum") == ("rows", 128, 65)
+    assert _plan(3, 8, 10, platform="cpu") == ("vocabulary", 10, 3)
+
+
+def test_the_accelerator_plan_takes_the_fewest_even_blocks_within_the_budget():
+    """Llama 3's head (N=8192, D=4096, V=128256, bfloat16): 3 blocks of 42752 classes per example
+    (2 GiB: 6 bytes a logit), 2 of 64128 with a reduction (3 GiB); each a multiple of 128."""
+    assert _plan(8192, 4096, 128256) == ("vocabulary", 42752, 8192)
+    assert _plan(8192, 4096, 128256, reduction="mean") == ("vocabulary", 64128, 8192)
+    # float32 operands: 8 bytes a logit, so more blocks.
+    assert _plan(8192, 4096, 128256, dtype=jnp.float32) == ("vocabulary", 32128, 8192)
+    for rows, vocab in [(8192, 128256), (16384, 128256), (4096, 256000), (1000, 50257), (7, 5)]:
+        for reduction in ["none", "mean"]:
+            plan = _plan(rows, 4096, vocab, reduction=reduction)
+            blocks = -(-vocab // plan.width)
+            budget = 2 * 2**30 if reduction == "none" else 3 * 2**30
+            assert plan.width <= vocab
+            assert plan.width == vocab or plan.width % 128 == 0
+            assert plan.rule == "rows" or rows * plan.width * 6 <= budget or plan.width <= 128
+            # the fewest blocks: one fewer would not fit
+            assert blocks == 1 or rows * (-(-vocab // (blocks - 1))) * 6 > budget
+
+
+def test_the_accelerator_plan_keeps_small_reductions_in_one_block_of_rows():
+    """When the whole logits and the float32 (D, V) gradient fit the budget, the rows rule runs
+    once, with no loop: three matrix products."""
+    assert _plan(2048, 512, 32768, dtype=jnp.float32, reduction="mean") == ("rows", 32768, 2048)
+    assert _plan(2048, 4096, 128256, reduction="sum") == ("vocabulary", 128256, 2048)
+
+
+def test_the_device_memory_caps_the_budget():
+    """At most 1/16 of the device's memory: a 16 GiB card gets 1 GiB blocks."""
+    assert _plan(8192, 4096, 128256, memory=16 * 2**30) == ("vocabulary", 21376, 8192)
+    assert _plan(8192, 4096, 128256, memory=150 * 2**30) == _plan(8192, 4096, 128256)
+    from jaxloss._linear import device_memory
+
+    assert device_memory() is None  # XLA-CPU reports none: the budgets alone
+
+
+def test_block_size_is_the_same_plan_on_every_platform():
+    for platform in ["cpu", "cuda", "tpu"]:
+        assert _plan(8192, 4096, 128256, platform=platform, block_size=65536) == ("vocabulary", 65536, 8192)
+        assert _plan(8192, 4096, 128256, platform=platform, block_size=65536, reduction="mean") == (
+            "rows",
+            65536,
+            4185,
+        )
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_each_platform_program_holds_its_own_plan(reduction):
+    """Exported for CUDA here, the program has the accelerators' blocks (one block of all 8192
+    classes); for the CPU, 512 classes (per example) or 256 rows (reduced) per block."""
+    hidden, weight = jax.ShapeDtypeStruct((2048, 64), jnp.float32), jax.ShapeDtypeStruct((64, 8192), jnp.float32)
+    labels = jax.ShapeDtypeStruct((2048,), jnp.int32)
+
+    def step(h, w, y):
+        return jax.value_and_grad(
+            lambda h, w: jnp.mean(jaxloss.linear_cross_entropy(h, w, y, reduction=reduction)), argnums=(0, 1)
+        )(h, w)
+
+    def text(platform):
+        return jax.export.export(jax.jit(step), platforms=[platform])(hidden, weight, labels).mlir_module()
+
+    cpu, cuda = text("cpu"), text("cuda")
+    assert "tensor<2048x8192xf32>" in cuda
+    assert "tensor<2048x8192xf32>" not in cpu
+    assert ("tensor<2048x512xf32>" if reduction == "none" else "tensor<256x8192xf32>") in cpu
+
+
+def test_llama3_head_compiled_for_an_h200_meets_the_memory_targets():
+    """Compiled here for an H200 (``jaxloss.tools.accelerators``): value_and_grad of the mean for
+    the hidden states and the weight, N=8192, D=4096, V=128256, bfloat16. With its default blocks,
+    ``reduction="mean"`` holds at most 4 GiB of temporaries and the per-example cost at most 3 GiB
+    (issue 24's targets), where optax's unfused head holds the 4 GiB float32 logits and more; and
+    the blocks are the accelerators' (:func:`jaxloss._linear.plan_blocks`)."""
+    from jaxloss.tools import accelerators
+
+    reason = accelerators.missing("h200")
+    if reason:
+        pytest.skip(reason)
+    programs = accelerators.compile_linear("h200", 8192, 4096, 128256, "bfloat16", ["optax", "jaxloss mean", "jaxloss"])
+    gib = {p.implementation: p.footprint.temp_bytes / 2**30 for p in programs}
+    loops = {p.implementation: p.footprint.trip_counts for p in programs}
+    # the accelerators' plan: 2 blocks of the vocabulary with a reduction, 3 per example (the
+    # CPU's plan would run 126 blocks of 65 rows, or 1002 of 128 classes)
+    assert loops["jaxloss mean"] == (2,)
+    assert loops["jaxloss"] == (2, 3)
+    assert gib["optax"] > 7.5
+    assert gib["jaxloss mean"] <= 4.0
+    assert gib["jaxloss"] <= 3.0

@@ -292,3 +292,48 @@ def test_sharded_linear_token_stats_equal_one_device(x64):
     np.testing.assert_allclose(lse, want.lse, rtol=1e-12)
     np.testing.assert_array_equal(correct, want.correct)
     assert correct.dtype == jnp.bool_ and 3 <= int(correct.sum()) < N
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weights"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_sharded_linear_reductions_equal_one_device(reduction, weighted, x64):
+    """``reduction=`` on 4 vocabulary shards: each batch shard's mean (over the weight of its
+    examples that count, the class weights gathered over the vocabulary) or sum, and its gradients,
+    equal the single-device reduced cost of those rows in float64."""
+    mesh = _mesh()
+    _, labels, hidden, weight, keep, class_weights = _option_inputs()
+    w_full = class_weights if weighted else None
+
+    def local(h, w, y, k, cw):
+        loss = sharded.linear_cross_entropy(
+            h, w, y, axis_name="v", where=k, ignore_index=7, weights=cw if weighted else None, reduction=reduction
+        )
+        return loss[None]
+
+    specs = (P("b", None), P(None, "v"), P("b"), P("b"), P("v"))
+    cost = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("b"))
+    rest = (_put(mesh, labels, P("b")), _put(mesh, keep, P("b")), _put(mesh, class_weights, P("v")))
+    program = jax.jit(jax.value_and_grad(lambda h, w: jnp.sum(jnp.array([1.0, -0.5]) * cost(h, w, *rest)), (0, 1)))
+    value, grads = program(_put(mesh, hidden, P("b", None)), _put(mesh, weight, P(None, "v")))
+
+    def single(h, w):
+        halves = [
+            jaxloss.linear_cross_entropy(
+                h[s], w, labels[s], where=keep[s], ignore_index=7, weights=w_full, reduction=reduction
+            )
+            for s in (slice(0, N // 2), slice(N // 2, N))
+        ]
+        return halves[0] - 0.5 * halves[1]
+
+    want_value, want_grads = jax.value_and_grad(single, (0, 1))(jnp.asarray(hidden), jnp.asarray(weight))
+    assert abs(float(want_value)) > 0.1
+    np.testing.assert_allclose(value, want_value, rtol=1e-12)
+    for got, want in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
+
+
+def test_sharded_linear_rejects_an_unknown_reduction():
+    with pytest.raises(ValueError, match="reduction"):
+        sharded.linear_cross_entropy(
+            jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.array([0, 1]), axis_name="v", reduction="avg"
+        )
