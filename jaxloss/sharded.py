@@ -286,7 +286,8 @@ def linear_cross_entropy(
       labels: global integer class ids with the batch shape.
       axis_name: the mesh axis the vocabulary is split over.
       where: optional boolean mask with the batch shape.
-      block_size: classes per block on each device (default: about 4 MiB of logits).
+      block_size: classes per block on each device (default: planned for the platform by
+        ``jaxloss._linear.plan_blocks``, as for the per-example ``jaxloss.linear_cross_entropy``).
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
         ``jaxloss.linear_cross_entropy``, with the same meaning over the whole vocabulary.
         ``weights`` is this device's shard of the class weights, shape ``(V/k,)``.

@@ -16,6 +16,13 @@ measures, to show what exactness costs.
 integer-label cost; its ratio column is unfused/impl) and optax's, with each program's
 temporaries; ``--memory-plot`` adds the temporaries against the vocabulary size.
 
+``--lm-head`` times the LM head's training step, value_and_grad of the mean loss for hidden (N, D) and weight
+(D, V), at Llama 3's sizes on an accelerator (N=8192, D=4096, V=128256, bfloat16; ``--lm-head-size`` and
+``--dtype`` choose others): optax and jaxloss on the logits, ``linear_cross_entropy`` both ways, and beside them,
+in the same interleaved loop, torch's anchors where they import (torch, ``torch.compile``, Liger-Kernel's
+``LigerFusedLinearCrossEntropyLoss``, Cut Cross-Entropy's ``linear_cross_entropy``); then the isolated
+integer-label cost at the head's logits shape. ``python -m jaxloss.tools.device_check`` runs it on a GPU machine.
+
 ``--compile-for TARGET`` (``h100``, ``h200``, ``v4``, ``v5e``, ``v5p``, ``v6e``, ``v7x``) times nothing: it
 compiles the same programs, jaxloss's and optax's, for that accelerator on this machine, without one, and prints
 their temporaries and while loops (``jaxloss.tools.accelerators``).
@@ -26,8 +33,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
+import os
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -76,7 +87,8 @@ def _plain_integer_fwd(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array,
 
 def _plain_integer_bwd(res: Any, g: jax.Array) -> tuple[jax.Array, None]:
     logits, labels, lse = res
-    onehot = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1) == labels[..., None]
+    classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1)
+    onehot = (classes == labels[..., None]).astype(logits.dtype)
     return g[..., None] * (jnp.exp(logits - lse) - onehot), None
 
 
@@ -562,6 +574,404 @@ def format_results(results: Sequence[Result]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
 
 
+# --- the LM head at an accelerator's sizes, beside torch's anchors -------------------------------
+
+LM_HEAD_ACCELERATOR = (8192, 4096, 128256)
+"""``--lm-head``'s tokens, width and vocabulary on an accelerator: Llama 3's output layer, 8192 tokens a step."""
+LM_HEAD_CPU = (1024, 256, 16384)
+"""``--lm-head``'s sizes on a CPU: every step of the table in about a second or less on 2 cores."""
+HEAD_NAMES = {
+    "optax": "optax unfused",
+    "unfused": "jaxloss unfused",
+    "jaxloss mean": "jaxloss fused mean",
+    "jaxloss": "jaxloss fused none",
+}
+"""``_linear_implementations``' programs under the names the LM-head table gives them."""
+ANCHORS = ("torch unfused", "torch.compile unfused", "liger fused", "cce")
+"""torch's steps on the same inputs: plain and compiled, Liger-Kernel's fused loss, Cut Cross-Entropy's."""
+INTEGER_CASE = next(case for case in CASES if case.labels == "integer")
+
+
+@dataclass
+class HeadRow:
+    """One implementation of the LM head's step: its measurements, or why it has none.
+
+    ``status`` is ``"ok"`` for a row that ran, else ``"not importable"``, ``"needs CUDA"`` or ``"failed"``,
+    and ``reason`` says why. ``temp_bytes`` is XLA's temporaries for JAX's rows; for torch's, the peak bytes
+    allocated above the inputs less the gradients (on CUDA only). ``optax_over_impl`` is optax's median time
+    over this row's, both timed in one interleaved loop; ``tflops`` counts the step's three matrix products.
+    """
+
+    impl: str
+    framework: str
+    status: str
+    reason: str = ""
+    ms: float | None = None
+    optax_over_impl: float | None = None
+    temp_bytes: float | None = None
+    loss: float | None = None
+    tflops: float | None = None
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    """The tokens, width and vocabulary of ``--lm-head-size``: three positive integers.
+
+    Args:
+        text: ``"N,D,V"`` (or ``"NxDxV"``).
+
+    Returns:
+        ``(N, D, V)``.
+
+    Example:
+        >>> parse_size("8192,4096,128256")
+        (8192, 4096, 128256)
+    """
+    try:
+        rows, dim, vocab = (int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N,D,V (tokens, width, vocabulary), got {text!r}") from None
+    if min(rows, dim, vocab) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+    return rows, dim, vocab
+
+
+def _why(error: BaseException) -> str:
+    """An exception in one line: its type and its message's first line."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}"[:240] if lines else type(error).__name__
+
+
+def _torch_loss(name: str, torch: Any) -> Callable[..., Any]:
+    """The mean loss of anchor ``name`` as ``loss(hidden, weight, labels)``, weight (V, D) as torch lays it out.
+
+    torch has no matrix product with float32 output for bfloat16 inputs: its unfused logits are rounded to the
+    input dtype, then cast to float32, as a torch model does; JAX's keep the product's float32.
+    """
+    from torch.nn import functional
+
+    def unfused(hidden: Any, weight: Any, labels: Any) -> Any:
+        return functional.cross_entropy((hidden @ weight.T).float(), labels)
+
+    if name == "torch unfused":
+        return unfused
+    if name == "torch.compile unfused":
+        return torch.compile(unfused)  # type: ignore[no-any-return]
+    if name == "liger fused":
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        liger = LigerFusedLinearCrossEntropyLoss()  # reduction="mean"
+        return lambda hidden, weight, labels: liger(weight, hidden, labels)
+    from cut_cross_entropy import linear_cross_entropy  # reduction="mean"
+
+    return lambda hidden, weight, labels: linear_cross_entropy(hidden, weight, labels)
+
+
+class _TorchStep:
+    """The value and gradients of a torch loss for hidden and weight, finished before it returns."""
+
+    def __init__(self, torch: Any, loss: Callable[..., Any], hidden: Any, weight: Any, labels: Any) -> None:
+        self.torch, self.loss, self.inputs = torch, loss, (hidden, weight, labels)
+
+    def _step(self) -> Any:
+        hidden, weight, labels = self.inputs
+        loss = self.loss(hidden, weight, labels)
+        self.torch.autograd.grad(loss, (hidden, weight))  # returned, not accumulated in .grad
+        if hidden.is_cuda:
+            self.torch.cuda.synchronize()
+        return loss.detach()
+
+    def __call__(self) -> None:
+        self._step()
+
+    def warm_up(self) -> tuple[float, float | None]:
+        """Three steps (torch.compile compiles in the first). Returns the loss, and on CUDA the peak bytes
+        allocated above the inputs during the last step, less the gradients it returned."""
+        self._step()
+        self._step()
+        hidden, weight, _ = self.inputs
+        if not hidden.is_cuda:
+            return float(self._step()), None
+        cuda = self.torch.cuda
+        base = cuda.memory_allocated()
+        cuda.reset_peak_memory_stats()
+        loss = float(self._step())
+        gradients = hidden.numel() * hidden.element_size() + weight.numel() * weight.element_size()
+        return loss, float(cuda.max_memory_allocated() - base - gradients)
+
+
+def torch_anchors(
+    hidden: jax.Array, weight: jax.Array, labels: jax.Array
+) -> tuple[dict[str, Callable[[], Any]], list[HeadRow], str]:
+    """torch's anchors on the LM head's inputs, warmed up and ready to time, each in its own ``try``.
+
+    Liger-Kernel and Cut Cross-Entropy are Triton kernels: they run on CUDA only, and only when JAX's device
+    is a GPU too (the rows are compared side by side). torch's own rows run on the CPU otherwise.
+
+    Args:
+        hidden: (N, D), the JAX inputs of the table; copied, in their dtype, to torch.
+        weight: (D, V); torch gets its transpose, (V, D), a linear layer's layout.
+        labels: (N,) integers.
+
+    Returns:
+        The steps that ran, by name; a row per anchor (``status`` ``"ok"`` with the loss and memory, or why
+        not); and a line naming torch's version and device.
+    """
+    if jax.devices()[0].platform == "cpu" and "torch" not in sys.modules:
+        # Before torch's OpenMP starts: its threads otherwise spin after each operation and, interleaved with
+        # XLA's on a few cores, slowed both 4 to 80-fold here (2 cores).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        os.environ.setdefault("KMP_BLOCKTIME", "0")
+    try:
+        import numpy as np
+        import torch
+    except Exception as error:  # absent, or a broken install: the rows say which
+        return {}, [HeadRow(name, "torch", "not importable", _why(error)) for name in ANCHORS], ""
+    cuda = jax.devices()[0].platform == "gpu" and torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    dtype = getattr(torch, jnp.dtype(hidden.dtype).name)
+
+    def put(x: jax.Array) -> Any:  # through float32, which holds every bfloat16 and float16 value
+        return torch.from_numpy(np.array(jnp.asarray(x, jnp.float32))).to(dtype).to(device)
+
+    inputs = (
+        put(hidden).requires_grad_(),
+        put(weight).T.contiguous().requires_grad_(),
+        torch.from_numpy(np.array(labels)).long().to(device),
+    )
+    description = f"torch {torch.__version__} on {torch.cuda.get_device_name() if cuda else 'cpu'}"
+    steps: dict[str, Callable[[], Any]] = {}
+    rows = []
+    for name in ANCHORS:
+        if name in ("liger fused", "cce") and not cuda:
+            where = "torch sees no CUDA device" if not torch.cuda.is_available() else "JAX's device is no GPU"
+            rows.append(HeadRow(name, "torch", "needs CUDA", f"Triton kernels; {where}"))
+            continue
+        print(f"  LM head {name} ...", file=sys.stderr, flush=True)
+        try:
+            loss = _torch_loss(name, torch)
+        except Exception as error:
+            rows.append(HeadRow(name, "torch", "not importable", _why(error)))
+            continue
+        step = _TorchStep(torch, loss, *inputs)
+        try:
+            value, temp = step.warm_up()
+        except Exception as error:  # a compiler missing, out of memory, a dtype a kernel lacks
+            rows.append(HeadRow(name, "torch", "failed", _why(error)))
+            continue
+        steps[name] = step
+        rows.append(HeadRow(name, "torch", "ok", loss=value, temp_bytes=temp))
+    return steps, rows, description
+
+
+def bench_lm_head(
+    rows: int, dim: int, vocab: int, dtype: Any, repeats: int, anchors: bool = True
+) -> tuple[list[HeadRow], str]:
+    """The LM head's training step, value_and_grad of the mean loss for hidden and weight, per implementation.
+
+    JAX's programs (optax and jaxloss on the logits ``hidden @ weight``, float32, and
+    ``jaxloss.linear_cross_entropy`` both ways) and torch's anchors run on the same inputs, their timed
+    repetitions interleaved in one loop; an implementation that fails is reported and the rest go on.
+
+    Args:
+        rows: N, the tokens.
+        dim: D, the model width.
+        vocab: V, the vocabulary.
+        dtype: of hidden and weight.
+        repeats: timed repetitions of each.
+        anchors: whether to run torch's anchors beside (``torch_anchors``).
+
+    Returns:
+        A row per implementation, JAX's then torch's, and a line describing torch ("" when it did not run).
+    """
+    hidden, weight, labels = _linear_inputs(rows, dim, vocab, dtype)
+    impls = _linear_implementations()
+    programs: dict[str, Callable[[], Any]] = {}
+    table: dict[str, HeadRow] = {}
+    for key, name in HEAD_NAMES.items():
+        if key not in impls:
+            table[name] = HeadRow(name, "jax", "not importable", "optax is not installed")
+            continue
+        print(f"  LM head {name} ...", file=sys.stderr, flush=True)
+        try:
+            program, temp = _linear_program(impls[key], hidden, weight, labels)
+            run = functools.partial(program, hidden, weight)
+            loss = float(jax.block_until_ready(run())[0])
+        except Exception as error:  # on an accelerator, out of memory: reported, and the rest go on
+            table[name] = HeadRow(name, "jax", "failed", _why(error))
+            continue
+        programs[name] = run
+        table[name] = HeadRow(name, "jax", "ok", temp_bytes=None if math.isnan(temp) else temp, loss=loss)
+    description = ""
+    if anchors:
+        steps, anchor_rows, description = torch_anchors(hidden, weight, labels)
+        programs.update(steps)
+        table.update((row.impl, row) for row in anchor_rows)
+    medians = _time_interleaved(programs, repeats)
+    optax_ms = medians.get(HEAD_NAMES["optax"])
+    for name, ms in medians.items():
+        table[name].ms = ms
+        table[name].optax_over_impl = optax_ms / ms if optax_ms else None
+        table[name].tflops = 6.0 * rows * dim * vocab / ms / 1e9
+    return list(table.values()), description
+
+
+def _size(count: float | None) -> str:
+    if count is None:
+        return "-"
+    return f"{count / 2**30:.2f} GiB" if abs(count) >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
+def format_head(rows: Sequence[HeadRow]) -> str:
+    """The LM-head table, then a line for each implementation that did not run, saying why."""
+    header = ("impl", "ms", "optax/impl", "temporaries", "TFLOP/s", "loss")
+
+    def number(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    cells = [header] + [
+        (
+            r.impl,
+            number(r.ms, ".4g"),
+            number(r.optax_over_impl, ".2f"),
+            _size(r.temp_bytes),
+            number(r.tflops, ".3g"),
+            number(r.loss, ".6g"),
+        )
+        for r in rows
+        if r.status == "ok"
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+    lines += [f"{r.impl}: {r.status} ({r.reason})" for r in rows if r.status != "ok"]
+    return "\n".join(lines)
+
+
+HEAD_LEGEND = """\
+optax/impl: optax unfused's median time over the row's (above 1: faster than optax), every row timed in one
+interleaved loop. unfused: the logits hidden @ weight in float32 (torch: in the input dtype, then cast), then the
+cost; fused: jaxloss.linear_cross_entropy, reduction="mean" or the mean of reduction="none". temporaries: XLA's
+temp_size_in_bytes of the compiled step; torch's: the peak allocated above the inputs less the gradients (CUDA
+only). TFLOP/s: 6 N D V, the step's three matrix products, over the time. loss: the step's value, alike in every row."""
+
+
+def isolated_shapes(rows: int, vocab: int) -> list[tuple[int, int]]:
+    """The logits shapes of ``--lm-head``'s isolated costs: the head's own, and 32768 classes when it has more.
+
+    Example:
+        >>> isolated_shapes(8192, 128256)
+        [(8192, 32768), (8192, 128256)]
+    """
+    return sorted({(rows, min(vocab, 32768)), (rows, vocab)})
+
+
+def lm_head_settings(
+    platform: str,
+    size: tuple[int, int, int] | None = None,
+    dtype: str | None = None,
+    repeats: int | None = None,
+) -> tuple[tuple[int, int, int], str, tuple[str, ...], int]:
+    """``--lm-head``'s settings on ``platform``, each the one given or the platform's default.
+
+    Args:
+        platform: JAX's platform of the default device (``"cpu"``, ``"gpu"``, ``"tpu"``).
+        size: (N, D, V); by default Llama 3's head on an accelerator, a small one on a CPU.
+        dtype: of the head's inputs; by default bfloat16 on an accelerator, float32 on a CPU.
+        repeats: timed repetitions; by default 10 on an accelerator, 5 on a CPU.
+
+    Returns:
+        The head's (N, D, V), its dtype, the isolated cost's dtypes (the given one, or float32 and, on an
+        accelerator, bfloat16) and the repetitions.
+
+    Example:
+        >>> lm_head_settings("gpu")
+        ((8192, 4096, 128256), 'bfloat16', ('float32', 'bfloat16'), 10)
+        >>> lm_head_settings("cpu", dtype="bfloat16")
+        ((1024, 256, 16384), 'bfloat16', ('bfloat16',), 5)
+    """
+    accelerator = platform != "cpu"
+    isolated = (dtype,) if dtype else ("float32", "bfloat16") if accelerator else ("float32",)
+    return (
+        size or (LM_HEAD_ACCELERATOR if accelerator else LM_HEAD_CPU),
+        dtype or ("bfloat16" if accelerator else "float32"),
+        isolated,
+        repeats or (10 if accelerator else 5),
+    )
+
+
+def _interruptible() -> None:
+    """Lets SIGINT raise KeyboardInterrupt even where this process inherited it ignored (a shell's background
+    job), so that a time limit's SIGINT still gets the tables measured so far."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _write_json(path: str, argv: Sequence[str] | None, started: float, **fields: Any) -> None:
+    from jaxloss.__main__ import machine, versions
+
+    device = jax.devices()[0]
+    record = {
+        "versions": versions(),
+        "machine": machine(),
+        "command": "jaxloss bench " + " ".join(sys.argv[2:] if argv is None else argv),
+        "seconds": time.perf_counter() - started,
+        "backend": device.platform,
+        "device": device.device_kind,
+        **fields,
+    }
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+
+
+def lm_head_main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``jaxloss bench --lm-head``: the LM head's table with torch's anchors, then the isolated cost.
+
+    The isolated cost is ``softmax_cross_entropy_with_integer_labels`` at ``isolated_shapes``, every
+    implementation of ``bench_case`` beside optax's. An interruption (Ctrl-C, or the SIGINT of
+    ``jaxloss.tools.device_check``'s time limit) keeps the tables finished so far and writes them to the JSON.
+    """
+    started = time.perf_counter()
+    device = jax.devices()[0]
+    (rows, dim, vocab), dtype, isolated_dtypes, repeats = lm_head_settings(
+        device.platform, args.lm_head_size, args.dtype, args.repeats
+    )
+    print(
+        f"jaxloss {jaxloss.__version__} bench --lm-head on {device.platform} ({device.device_kind}), "
+        f"jax {jax.__version__}\nLM head: value_and_grad of the mean loss for hidden (N, D) and weight (D, V), "
+        f"N={rows} D={dim} V={vocab} {dtype}, medians of {repeats} interleaved runs",
+        flush=True,
+    )
+    head: list[HeadRow] = []
+    results: list[Result] = []
+    interrupted = False
+    try:
+        head, description = bench_lm_head(rows, dim, vocab, jnp.dtype(dtype), repeats, not args.no_anchors)
+        print(format_head(head))
+        print(HEAD_LEGEND + (f"\n{description}" if description else ""), flush=True)
+        for shape in isolated_shapes(rows, vocab):
+            for name in isolated_dtypes:
+                print(f"  {INTEGER_CASE.cost} {shape[0]}x{shape[1]} {name} ...", file=sys.stderr, flush=True)
+                results.extend(bench_case(INTEGER_CASE, shape, jnp.dtype(name), repeats))
+    except KeyboardInterrupt:
+        interrupted = True
+        print("jaxloss bench: interrupted; the tables finished so far follow", file=sys.stderr, flush=True)
+    if results:
+        print(f"\nthe isolated cost at the head's logits, medians of {repeats} interleaved runs:")
+        print(format_results(results), flush=True)
+    if args.json:
+        head_record = {"tokens": rows, "width": dim, "vocab": vocab, "dtype": dtype, "repeats": repeats}
+        _write_json(
+            args.json,
+            argv,
+            started,
+            interrupted=interrupted,
+            lm_head={**head_record, "rows": [asdict(r) for r in head]},
+            results=[asdict(r) for r in results],
+            steps=[],
+            linear_memory=None,
+        )
+    return 130 if interrupted else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jaxloss bench``."""
     parser = argparse.ArgumentParser(prog="jaxloss bench", description=__doc__.split("\n\n")[0])
@@ -583,6 +993,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time whole steps with jaxloss and optax: an MLP classifier's adam step and an LM output layer",
     )
     parser.add_argument("--steps-only", action="store_true", help="time the whole steps only")
+    parser.add_argument(
+        "--lm-head",
+        action="store_true",
+        help="the LM head's step (value_and_grad for hidden and weight) with optax, jaxloss unfused and fused, and "
+        "torch's anchors (torch, torch.compile, Liger-Kernel, Cut Cross-Entropy) where importable; then the "
+        "isolated integer-label cost at its logits' shape. Llama 3's sizes on an accelerator, small on a CPU",
+    )
+    parser.add_argument(
+        "--lm-head-size",
+        type=parse_size,
+        metavar="N,D,V",
+        help=f"--lm-head's tokens, width and vocabulary (default: {','.join(map(str, LM_HEAD_ACCELERATOR))} on "
+        f"an accelerator, {','.join(map(str, LM_HEAD_CPU))} on a CPU)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="--lm-head's dtype (default: bfloat16 on an accelerator, float32 on a CPU; the isolated cost in "
+        "float32 and bfloat16 on an accelerator)",
+    )
+    parser.add_argument("--no-anchors", action="store_true", help="--lm-head without torch's anchors")
     from jaxloss.tools import accelerators
 
     parser.add_argument(
@@ -594,8 +1025,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plugin at jax's version: jax-cuda13-plugin and jax-cuda13-pjrt, or libtpu)",
     )
     args = parser.parse_args(argv)
+    _interruptible()
     if args.compile_for:  # before jax starts its backends: they must stay on the CPU
         return accelerators.bench_main(args.compile_for, args.quick, args.cost)
+    if (args.lm_head_size or args.dtype or args.no_anchors) and not args.lm_head:
+        parser.error("--lm-head-size, --dtype and --no-anchors go with --lm-head")
+    if args.lm_head:
+        # JAX takes 75% of a GPU's memory when its backend starts unless told not to; torch's anchors need some.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        return lm_head_main(args, argv)
     started = time.perf_counter()
     if args.sharded:
         jax.config.update("jax_num_cpu_devices", 8)  # before the backend starts; CPU only
@@ -612,28 +1050,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results: list[Result] = []
     step_rows: list[dict[str, Any]] = []
-    if args.steps or args.steps_only:
-        step_rows = bench_steps(dtypes, max(5, repeats))
-        print(format_steps(step_rows), flush=True)
-    if args.steps_only:
-        args.cost = ["none"]
-    for case in CASES:
-        if args.cost and case.cost not in args.cost:
-            continue
-        kind = "elementwise" if case.labels == "binary" else "softmax"  # rows of classes for the rest
-        for shape in sizes[kind]:
-            for dtype in dtypes:
-                print(f"  {case.cost} {shape[0]}x{shape[1]} {dtype} ...", file=sys.stderr, flush=True)
-                results.extend(bench_case(case, shape, jnp.dtype(dtype), repeats))
-    if not args.cost or "linear_cross_entropy" in args.cost:
-        for rows, dim, vocab in QUICK_LINEAR if args.quick else FULL_LINEAR:
-            for dtype in dtypes:
-                print(f"  linear_cross_entropy {rows}x{dim}x{vocab} {dtype} ...", file=sys.stderr, flush=True)
-                results.extend(bench_linear(rows, dim, vocab, jnp.dtype(dtype), max(3, repeats // 3)))
+    interrupted = False
+    try:  # an interruption (Ctrl-C, a time limit's SIGINT) keeps the rows measured so far
+        if args.steps or args.steps_only:
+            step_rows = bench_steps(dtypes, max(5, repeats))
+            print(format_steps(step_rows), flush=True)
+        if args.steps_only:
+            args.cost = ["none"]
+        for case in CASES:
+            if args.cost and case.cost not in args.cost:
+                continue
+            kind = "elementwise" if case.labels == "binary" else "softmax"  # rows of classes for the rest
+            for shape in sizes[kind]:
+                for dtype in dtypes:
+                    print(f"  {case.cost} {shape[0]}x{shape[1]} {dtype} ...", file=sys.stderr, flush=True)
+                    results.extend(bench_case(case, shape, jnp.dtype(dtype), repeats))
+        if not args.cost or "linear_cross_entropy" in args.cost:
+            for rows, dim, vocab in QUICK_LINEAR if args.quick else FULL_LINEAR:
+                for dtype in dtypes:
+                    print(f"  linear_cross_entropy {rows}x{dim}x{vocab} {dtype} ...", file=sys.stderr, flush=True)
+                    results.extend(bench_linear(rows, dim, vocab, jnp.dtype(dtype), max(3, repeats // 3)))
+    except KeyboardInterrupt:
+        interrupted = True
+        print("jaxloss bench: interrupted; the rows measured so far follow", file=sys.stderr, flush=True)
     if results:
         print(format_results(results))
     memory = None
-    if args.memory_plot:
+    if args.memory_plot and not interrupted:
         rows, dim = FULL_LINEAR[0][:2]
         curves = linear_memory(rows, dim, MEMORY_VOCABS)
         memory = {"rows": rows, "dim": dim, "vocabs": list(MEMORY_VOCABS), **curves}
@@ -646,25 +1089,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         plot_linear_memory(args.memory_plot, rows, dim, MEMORY_VOCABS, curves)
     if args.json:
-        from jaxloss.__main__ import machine, versions
-
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "versions": versions(),
-                    "machine": machine(),
-                    "command": "jaxloss bench " + " ".join(sys.argv[2:] if argv is None else argv),
-                    "seconds": time.perf_counter() - started,
-                    "backend": device.platform,
-                    "device": device.device_kind,
-                    "results": [asdict(r) for r in results],
-                    "steps": step_rows,
-                    "linear_memory": memory,
-                },
-                f,
-                indent=1,
-            )
-    return 0
+        _write_json(
+            args.json,
+            argv,
+            started,
+            results=[asdict(r) for r in results],
+            steps=step_rows,
+            linear_memory=memory,
+            interrupted=interrupted,
+        )
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
