@@ -4,9 +4,10 @@ The costs' formulas call these primitives wherever the obvious expression would 
 compiler write out an array the size of the logits, undo a compensated sum, or round twice.
 Two kinds:
 
-* **Guards for every backend** (no branch): :func:`computed_one`, :func:`unfused_product` and
-  :func:`divide_by_row`. Each keeps a value as written where a compiler would change it;
-  :func:`computed_one` defeats a rewrite that XLA-CPU and XLA-GPU both make.
+* **Guards for every backend** (no branch): :func:`computed_one`, :func:`unfused_product`,
+  :func:`divide_by_row` and :func:`barrier`. Each keeps a value as written where a compiler
+  would change it; :func:`computed_one` defeats a rewrite that XLA-CPU and XLA-GPU both make,
+  :func:`barrier` a sharing that XLA-CPU and XLA-GPU both choose (rules 4 and 8).
 * **Per-platform primitives**, made by :func:`per_platform`: an XLA-CPU form (the measured
   trick) and a portable form (the plain mathematical expression), chosen where the program is
   lowered, with ``jax.lax.platform_dependent``, so a program exported or compiled for a GPU or
@@ -60,6 +61,23 @@ The XLA-CPU rules that the CPU forms serve (jaxlib 0.8-0.10, 2-core x86-64):
    H200 PTX of the poly-1 loss (jax 0.10.2) shows no contraction of the library's arithmetic
    (its ``fma.rn`` all come from libdevice), but contraction is XLA's to choose per backend and
    version, and the guard costs nothing measurable: it stays on every backend.
+
+8. XLA-GPU and XLA-TPU share a costly value (an ``exp``, the compensated probabilities) that
+   two passes compute from the same inputs by writing it out in float32: one fusion writes it
+   beside its own output, and the other reads it back. In float32 the array can take the
+   buffer of the float32 gradient and shows as no temporary; with bfloat16 inputs the gradient
+   is bfloat16, and the array is two logits-sized arrays more. Value_and_grad of the mean at
+   8192x32768 bfloat16 (jax 0.10.2, deviceless H200 and v5e; optax's figures in brackets):
+   the sigmoid costs wrote ``exp(-|z|)`` on the H200, 2.00 arrays (1.00); the focal loss five
+   float32 and three boolean arrays of its parts, 11.5 on the H200 (10.0); poly-1 the seed's
+   probabilities, 2.01 on the H200 (0.02) and 2.00 on the v5e (0). An optimisation barrier on
+   the inputs as stored (the bfloat16 logits and labels, never a float32 copy, which the
+   barrier would write out) and on row statistics makes the later pass read other values, so
+   each pass recomputes from the bfloat16 inputs: each of these then writes none (under 0.01
+   arrays, float32 included; poly-1 needs one between its forward pass and its seed and one
+   inside the seed on the H200, either on the v5e). The rules keep their inputs as stored for
+   this (``_rules``). Not timed on a device: on the H200's bandwidth a pass that reads the
+   bfloat16 inputs again moves fewer bytes than one float32 array written and read back.
 
 Rule 3's rewrite is XLA-CPU's, and the guard stays on every backend, so that the portable run on
 the CPU does not round twice. XLA-GPU keeps the division, but lowers a float32 one to the
@@ -132,6 +150,16 @@ def unfused_product(a: jax.Array, b: jax.Array) -> jax.Array:
     rounds to the same product, and its readers then see a value rather than a multiplication.
     """
     return a * b + 0.0 * computed_one(a)
+
+
+def barrier(values: Any) -> Any:
+    """``values`` behind an optimisation barrier on every backend: a later pass recomputes from them (rules 4, 8).
+
+    For a rule's residuals (the inputs as stored, and row statistics) where sharing the forward
+    pass's work with the seed costs on every backend: on XLA-CPU time (rule 4), on XLA-GPU a
+    float32 array of the logits' size (rule 8). A barrier on a parameter writes nothing.
+    """
+    return jax.lax.optimization_barrier(values)
 
 
 def divide_by_row(numerators: jax.Array, row_values: jax.Array) -> jax.Array:
@@ -300,6 +328,22 @@ def _residual_barrier_cpu(residuals: Any) -> Any:
 def residual_barrier(residuals: Any) -> Any:
     """The residuals; on XLA-CPU behind an optimisation barrier, so the backward pass recomputes (rule 4)."""
     return residuals
+
+
+def _accelerator_barrier_cpu(values: Any) -> Any:
+    return values
+
+
+@per_platform(cpu=_accelerator_barrier_cpu)
+def accelerator_barrier(values: Any) -> Any:
+    """``values`` behind an optimisation barrier; on XLA-CPU as they are (rules 4 and 8).
+
+    For the residuals of poly-1 and the focal loss, and between the two passes of poly-1's seed,
+    whose values XLA-CPU shares faster than it recomputes them (1024x4096 float32 poly-1:
+    106 ms without a barrier, 142 ms with one; 1024x1024 focal: 86 ms and 224 ms), where
+    XLA-GPU and XLA-TPU share them through a float32 array of the logits' size (rule 8).
+    """
+    return jax.lax.optimization_barrier(values)
 
 
 def _transposed_cpu(x: jax.Array) -> jax.Array:

@@ -19,22 +19,24 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _article, _backend, _checks, _compensated, _seeds
-from jaxloss._rules import Axes, Rule
+from jaxloss import _article, _backend, _compensated, _seeds
+from jaxloss._rules import Axes, Rule, stored_pair, widen
 from jaxloss._sigmoid import summed_over
 
 # --- the forward formulas, each with its seed ----------------------------------------------------
 
 
-def _forward(log_predictions: jax.Array, targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
+def _forward(x: jax.Array, t: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`t (\\log t - \\log p)`, 0 where :math:`t = 0`."""
     del aux, axes
-    return _term(log_predictions, safe_log(targets), targets, lambda x: targets * x), (log_predictions, targets)
+    log_predictions, targets = widen(x), widen(t)
+    return _term(log_predictions, safe_log(targets), targets, lambda d: targets * d), (x, t)
 
 
 def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    log_predictions, targets = residuals
+    x, t = residuals
+    log_predictions, targets = widen(x), widen(t)
     return _seeds.kl_divergence_grads_from_logs(log_predictions, targets, safe_log(targets))
 
 
@@ -81,22 +83,24 @@ def _term(
     return times_target(log_targets - raised) + _backend.times_infinity(below, present)
 
 
-def _log_forward(log_predictions: jax.Array, log_targets: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
+def _log_forward(x: jax.Array, t: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`e^{\\log t} (\\log t - \\log p)`, 0 where :math:`\\log t = -\\infty`, without a subnormal :math:`t`.
 
     The product is ``_compensated.exp_times``: a subnormal :math:`t` (few digits on a GPU, 0 as
     XLA-CPU reads it) is never formed where the term is normal.
     """
     del aux, axes
+    log_predictions, log_targets = widen(x), widen(t)
     finite = _finite_log(log_targets)
     present = finite + 0.5 * jnp.finfo(finite.dtype).max  # 0 at a -inf log-target, else at least half the largest
     term = _term(log_predictions, finite, present, lambda x: _compensated.exp_times(finite, x))
-    return term, (log_predictions, log_targets)
+    return term, (x, t)
 
 
 def _log_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    log_predictions, log_targets = residuals
+    x, t = residuals
+    log_predictions, log_targets = widen(x), widen(t)
     return _seeds.kl_divergence_with_log_targets_grads_from_logs(log_predictions, log_targets)
 
 
@@ -109,8 +113,8 @@ def _finite_log(log_targets: jax.Array) -> jax.Array:
 # with the forward pass's terms and writes no inputs-sized temporary (1024x4096 float32
 # value_and_grad of the mean: 43 ms and 16 MiB with the barrier, 32 ms and none without;
 # optax's 29 ms, one run interleaved).
-_KL = Rule(_forward, _seed, _article.kl_divergence, barrier=False)
-_LOG_KL = Rule(_log_forward, _log_seed, _article.kl_divergence_with_log_targets, barrier=False)
+_KL = Rule(_forward, _seed, _article.kl_divergence, guard=None)
+_LOG_KL = Rule(_log_forward, _log_seed, _article.kl_divergence_with_log_targets, guard=None)
 
 
 # --- the public costs ----------------------------------------------------------------------------
@@ -159,7 +163,7 @@ def kl_divergence(
       S. Kullback and R. A. Leibler, "On Information and Sufficiency" (1951).
       ``optax.losses.kl_divergence``; torch's ``kl_div``.
     """
-    x, t = _checks.floating_pair(log_predictions, targets, "log_predictions", "targets")
+    x, t, _ = stored_pair(log_predictions, targets, "log_predictions", "targets")
     return summed_over(_KL, x, t, None, axis, where, "log_predictions", 0.0)
 
 
@@ -205,5 +209,5 @@ def kl_divergence_with_log_targets(
       S. Kullback and R. A. Leibler, "On Information and Sufficiency" (1951).
       ``optax.losses.kl_divergence_with_log_targets``; torch's ``kl_div(log_target=True)``.
     """
-    x, t = _checks.floating_pair(log_predictions, log_targets, "log_predictions", "log_targets")
+    x, t, _ = stored_pair(log_predictions, log_targets, "log_predictions", "log_targets")
     return summed_over(_LOG_KL, x, t, None, axis, where, "log_predictions", 0.0)

@@ -87,7 +87,9 @@ def nonnegative_scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jn
     return _scalar(value, name, dtype, 0.0, np.inf, open_high=True)
 
 
-def bounded_array(value: jax.typing.ArrayLike, name: str, like: jax.Array, low: float, high: float) -> jax.Array:
+def bounded_array(
+    value: jax.typing.ArrayLike, name: str, like: jax.Array | jax.ShapeDtypeStruct, low: float, high: float
+) -> jax.Array:
     """A scalar or an array broadcastable to ``like``, in ``[low, high]`` (``[low, inf)`` for an infinite ``high``).
 
     Concrete values outside the interval raise ``ValueError``; traced ones become NaN there, the
@@ -130,14 +132,18 @@ def _array_option(value: jax.typing.ArrayLike, name: str, dtype: jnp.dtype) -> j
 
 
 def sigmoid_options(
-    logits: jax.Array,
+    logits: jax.Array | jax.ShapeDtypeStruct,
     *,
     label_smoothing: float | jax.typing.ArrayLike = 0.0,
     weights: jax.typing.ArrayLike | None = None,
     pos_weight: jax.typing.ArrayLike | None = None,
     soft_cap: float | jax.typing.ArrayLike | None = None,
 ) -> SigmoidOptions | None:
-    """Validates the sigmoid options against ``logits`` (in the compute dtype); None if all are off."""
+    """Validates the sigmoid options against ``logits`` (in the compute dtype); None if all are off.
+
+    ``logits`` may be their shape and the compute dtype alone (a ``jax.ShapeDtypeStruct``): the
+    costs keep bfloat16 logits as stored until their rule widens them (``_rules.stored_pair``).
+    """
     dtype = logits.dtype
     smoothing = None if _is_off(label_smoothing) else _scalar(label_smoothing, "label_smoothing", dtype, 0.0, 1.0)
     arrays: dict[str, jax.Array | None] = {}
@@ -160,7 +166,7 @@ def sigmoid_options(
 
 
 def softmax_options(
-    logits: jax.Array,
+    logits: jax.Array | jax.ShapeDtypeStruct,
     axes: Axes,
     *,
     label_smoothing: float | jax.typing.ArrayLike = 0.0,
@@ -171,6 +177,7 @@ def softmax_options(
     """Validates the softmax options against ``logits`` and its class ``axes``; None if all are off.
 
     ``weights`` has the shape of the class axes, ``(C,)`` for one class axis, as in torch.
+    ``logits`` may be their shape and the compute dtype alone, as for :func:`sigmoid_options`.
     """
     dtype = logits.dtype
     smoothing = None if _is_off(label_smoothing) else _scalar(label_smoothing, "label_smoothing", dtype, 0.0, 1.0)

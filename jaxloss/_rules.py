@@ -10,6 +10,16 @@ A :class:`Rule` holds, for one cost ``loss(x, y, aux, axes)`` (per example: redu
 
 ``aux`` holds what is not differentiated: a mask, the clamp limits, the training options.
 
+``x`` and ``y`` come as stored (:func:`stored_pair`): bfloat16 and float16 inputs stay in their
+dtype, and ``forward`` and ``seed`` compute on :func:`widen`'s float32 copies (the probability
+costs widen theirs ahead of the rule, and :func:`widen` leaves them). The residuals
+begin with ``x`` and ``y`` as stored, and hold otherwise only per-row statistics and ``aux``:
+the seed widens the inputs again, and its gradients are cast back to the inputs' dtypes.
+A barrier on the residuals (``_backend``, rules 4 and 8) then holds no float32 copy that the
+compiler would have to write out, and the compiler may fuse each widening into the pass that
+reads it: with the cast ahead of the rule, XLA-TPU (v5e, jax 0.10.2) wrote a float32 copy of
+the bfloat16 logits for the integer-label cost at 8192x32768, two logits-sized arrays.
+
 Calling a rule runs the way of the namespace the public cost was called through:
 :mod:`jaxloss` a ``custom_vjp`` rule, :mod:`jaxloss.forward` a ``custom_jvp`` rule and
 :mod:`jaxloss.reference` the literal formula. Each public cost is one ``def``, in its family's
@@ -32,7 +42,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _backend
+from jaxloss import _backend, _checks
 
 Axes = tuple[int, ...]
 Forward = Callable[[jax.Array, jax.Array, Any, Axes], tuple[jax.Array, Any]]
@@ -46,17 +56,26 @@ _WAY = contextvars.ContextVar("jaxloss_way", default=VJP)
 class Rule:
     """One cost, differentiable in the three ways of the three namespaces."""
 
-    def __init__(self, forward: Forward, seed: Seed, reference: Reference, *, barrier: bool = True):
+    def __init__(
+        self,
+        forward: Forward,
+        seed: Seed,
+        reference: Reference,
+        *,
+        guard: Callable[[Any], Any] | None = _backend.residual_barrier,
+    ):
         self.forward, self.seed, self.reference = forward, seed, reference
-        # Whether the seed recomputes from the residuals behind ``_backend.residual_barrier``.
-        guard = _backend.residual_barrier if barrier else _unguarded
+        # What the residuals pass through before the seed reads them: a barrier of ``_backend``
+        # makes the seed recompute from them (rules 4 and 8); None shares freely.
+        guard = _unguarded if guard is None else guard
         self.custom_vjp = _custom_vjp(forward, seed, guard)
         self.custom_jvp = _custom_jvp(forward, seed, guard)
 
     def __call__(self, x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
+        """The cost of ``x`` and ``y`` as stored (:func:`stored_pair`), in the way of the namespace."""
         way = _WAY.get()
         if way == REFERENCE:
-            return self.reference(x, y, aux, axes)
+            return self.reference(widen(x), widen(y), aux, axes)
         rule = self.custom_jvp if way == JVP else self.custom_vjp
         return rule(x, y, aux, axes)
 
@@ -83,6 +102,43 @@ _NOTES = {
 }
 
 
+def widen(x: jax.Array) -> jax.Array:
+    """``x`` in the dtype the costs compute in: float16 and bfloat16 in float32, others as they are."""
+    return x.astype(_wide(x.dtype))
+
+
+def _wide(dtype: Any) -> jnp.dtype:
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return jnp.dtype(jnp.float32)
+    return jnp.dtype(dtype)
+
+
+def stored_pair(
+    inputs: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, input_name: str, labels_name: str = "labels"
+) -> tuple[jax.Array, jax.Array, jnp.dtype]:
+    """``_checks.floating_pair``'s validation and broadcast, with the inputs kept as stored where they can be.
+
+    Returns:
+      The two arrays and the compute dtype (``_checks.compute_dtype``): each array as it is if
+      :func:`widen` takes it to the compute dtype (a bfloat16 input beside float32 labels), else
+      cast to it (integer labels, float32 labels beside float64 logits). The rule's gradient of
+      an array comes back in its dtype here, as the cast's transpose returned it before.
+    """
+    x = _checks.as_array(inputs, input_name)
+    _checks.require_floating(x, input_name)
+    y = _checks.as_array(labels, labels_name)
+    _checks.require_real(y, labels_name)
+    shape = _checks.broadcast_shape(x, y, (input_name, labels_name))
+    dtype = _checks.compute_dtype(x, y)
+    return stored(x, dtype, shape), stored(y, dtype, shape), dtype
+
+
+def stored(array: jax.Array, dtype: Any, shape: tuple[int, ...]) -> jax.Array:
+    """``array`` broadcast to ``shape``: as stored if :func:`widen` gives ``dtype`` from it, else cast to ``dtype``."""
+    keep = jnp.issubdtype(array.dtype, jnp.floating) and _wide(array.dtype) == jnp.dtype(dtype)
+    return jnp.broadcast_to(array if keep else array.astype(dtype), shape)
+
+
 def _unguarded(residuals: Any) -> Any:
     return residuals
 
@@ -96,7 +152,8 @@ def _custom_vjp(forward: Forward, seed: Seed, guard: Callable[[Any], Any]) -> Ca
     def bwd(axes: Axes, residuals: Any, g: jax.Array) -> tuple[Any, ...]:
         grad_x, grad_y = seed(guard(residuals), axes)
         g = jnp.expand_dims(g, axes)
-        return g * grad_x, None if grad_y is None else g * grad_y, None
+        x, y = residuals[:2]  # as stored: the gradients go back in their dtypes
+        return (g * grad_x).astype(x.dtype), None if grad_y is None else (g * grad_y).astype(y.dtype), None
 
     # fwd is the plain formula (never the custom_vjp function itself), so forward-over-reverse
     # (jax.hessian) differentiates the plain formula and the seed.
@@ -118,7 +175,7 @@ def _custom_jvp(forward: Forward, seed: Seed, guard: Callable[[Any], Any]) -> Ca
         for grad, dot in zip(grads, tangents[:2], strict=True):
             if grad is None or isinstance(dot, jax.custom_derivatives.SymbolicZero):
                 continue
-            tangent = tangent + jnp.sum(grad * dot, axis=axes)
+            tangent = tangent + jnp.sum(grad * widen(dot), axis=axes)
         return loss, tangent
 
     cost.defjvp(jvp, symbolic_zeros=True)

@@ -182,13 +182,39 @@ def poly_loss_cross_entropy_grad_from_stats(
     :math:`(1 + \\epsilon) - \\epsilon (1 - p)` for :math:`\\epsilon < 0`, a sum of
     non-negative terms for :math:`\\epsilon \\ge -1`.
     """
+    row = poly_loss_cross_entropy_row_from_stats(logits, labels, stats, epsilon, axes)
+    return poly_loss_cross_entropy_grad_from_row(logits, labels, stats, epsilon, row)
+
+
+def poly_loss_cross_entropy_row_from_stats(
+    logits: jax.Array, labels: jax.Array, stats: SoftmaxStats, epsilon: jax.Array, axes: Axes
+) -> jax.Array:
+    """:math:`\\sum_j y_j c_j` per row, the first pass of :func:`poly_loss_cross_entropy_grad_from_stats`."""
+    weighted = _poly_terms(logits, labels, stats, epsilon)[3]
+    return _backend.row_step(jnp.sum(weighted, axis=axes, keepdims=True), stats.rest)
+
+
+def poly_loss_cross_entropy_grad_from_row(
+    logits: jax.Array, labels: jax.Array, stats: SoftmaxStats, epsilon: jax.Array, row: jax.Array
+) -> jax.Array:
+    """The second pass of :func:`poly_loss_cross_entropy_grad_from_stats`, given the row sum ``row``.
+
+    The rule passes its inputs and ``row`` through ``_backend.accelerator_barrier`` between the
+    two passes, so that each recomputes the probabilities (``_softmax._poly_seed``).
+    """
+    probs, is_max, rest, weighted = _poly_terms(logits, labels, stats, epsilon)
+    grad = jnp.where(is_max, probs * (row - weighted) - weighted * rest, probs * row - weighted)
+    return jnp.where(_stats.live_rows(stats.max), grad, 0.0)
+
+
+def _poly_terms(
+    logits: jax.Array, labels: jax.Array, stats: SoftmaxStats, epsilon: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """:math:`p`, the arg-max mask, :math:`1 - p` (:math:`T/S` at an arg-max) and :math:`y c`."""
     probs, is_max, total = _softmax_from_stats(logits, stats, precise=True)
     rest = jnp.where(is_max, _compensated.divide(stats.rest, total), 1.0 - probs)
     scale = jnp.where(epsilon < 0, (1.0 + epsilon) - epsilon * rest, 1.0 + epsilon * probs)
-    weighted = labels * scale
-    row = _backend.row_step(jnp.sum(weighted, axis=axes, keepdims=True), stats.rest)
-    grad = jnp.where(is_max, probs * (row - weighted) - weighted * rest, probs * row - weighted)
-    return jnp.where(_stats.live_rows(stats.max), grad, 0.0)
+    return probs, is_max, rest, labels * scale
 
 
 def softmax_cross_entropy_with_integer_labels_grad_from_totals(

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _article, _backend, _checks, _compensated, _focal, _options, _seeds
-from jaxloss._rules import Axes, Rule
+from jaxloss._rules import Axes, Rule, stored_pair, widen
 
 # --- the forward formulas ------------------------------------------------------------------------
 
@@ -65,16 +65,18 @@ def _loss_with_options(logits: jax.Array, labels: jax.Array, options: _options.S
 # --- the rules: each formula with its seed -------------------------------------------------------
 
 
-def _forward(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+def _forward(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
     del axes
+    logits, labels = widen(x), widen(y)
     if options is None:
-        return _loss(logits, labels), (logits, labels, options)
-    return _loss_with_options(logits, labels, options), (logits, labels, options)
+        return _loss(logits, labels), (x, y, options)
+    return _loss_with_options(logits, labels, options), (x, y, options)
 
 
 def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    logits, labels, options = residuals
+    x, y, options = residuals
+    logits, labels = widen(x), widen(y)
     if options is None:
         return (
             _seeds.sigmoid_binary_cross_entropy_grad_from_inputs(logits, labels),
@@ -83,7 +85,10 @@ def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     return _seeds.sigmoid_options_grads_from_inputs(logits, labels, options)
 
 
-_RULE = Rule(_forward, _seed, _article.sigmoid_binary_cross_entropy)
+# The residual barrier on every backend (``_backend.barrier``): XLA-CPU recomputes the exponentials
+# faster than it shares them (rule 4), and XLA-GPU shares them through a float32 array
+# (rule 8; 8192x32768 bfloat16 on the H200: 2.00 logits-sized arrays without, none with it).
+_RULE = Rule(_forward, _seed, _article.sigmoid_binary_cross_entropy, guard=_backend.barrier)
 
 
 class FocalAux(NamedTuple):
@@ -93,11 +98,12 @@ class FocalAux(NamedTuple):
     gamma: jax.Array
 
 
-def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Axes) -> tuple[jax.Array, Any]:
+def _focal_forward(x: jax.Array, y: jax.Array, aux: FocalAux, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`a_t q^\\gamma \\mathrm{ce}` from the parts of ``_focal``, the weight times a two-term factor."""
     del axes
+    logits, labels = widen(x), widen(y)
     infinite, finite = _focal_limits(logits)
-    parts = _focal.parts(finite, labels, aux.gamma)  # the seed's parts too, so XLA shares them
+    parts = _focal.parts(finite, labels, aux.gamma)  # the seed's parts too: XLA-CPU shares them
     factor, factor_low = parts.factor, parts.factor_low
     if aux.alpha is not None:
         weight, weight_low = _focal.class_weight(aux.alpha, labels)
@@ -109,7 +115,7 @@ def _focal_forward(logits: jax.Array, labels: jax.Array, aux: FocalAux, axes: Ax
     low = factor * parts.ce_low + factor_low * jnp.minimum(parts.ce + parts.ce_low, largest)
     loss = (factor * parts.ce + low) * parts.scale
     # At an infinite logit the loss is 0 on the agreeing side and +inf otherwise.
-    return jnp.where(infinite & (loss != 0), jnp.inf, loss), (logits, labels, aux)
+    return jnp.where(infinite & (loss != 0), jnp.inf, loss), (x, y, aux)
 
 
 def _focal_limits(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -123,7 +129,8 @@ def _focal_limits(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
-    logits, labels, aux = residuals
+    x, y, aux = residuals
+    logits, labels = widen(x), widen(y)
     # At an infinite logit the seeds are their limits: the logit gradient is read at a large
     # finite logit, and the label gradient, infinite there, takes the sign it has at that logit.
     infinite, finite = _focal_limits(logits)
@@ -133,16 +140,19 @@ def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     return grad, jnp.where(infinite, limit, labels_grad)
 
 
-# Without the residual barrier (``_backend``, rule 4): XLA-CPU then shares the compensated
-# exponentials and logarithms of the forward pass with the seed. At 1024x1024 float32,
-# value_and_grad of the mean: 224 ms and 136 MiB of temporaries with the barrier, 86 ms and
-# 40 MiB without; optax's 87 ms and 32 MiB (one run, interleaved).
-_FOCAL = Rule(_focal_forward, _focal_seed, _article.sigmoid_focal_loss, barrier=False)
+# The residual barrier on accelerators only (``_backend.accelerator_barrier``). Without it
+# XLA-CPU shares the compensated exponentials and logarithms of the forward pass with the seed
+# (rule 4). At 1024x1024 float32, value_and_grad of the mean: 224 ms and 136 MiB of temporaries
+# with the barrier, 86 ms and 40 MiB without; optax's 87 ms and 32 MiB (one run, interleaved).
+# XLA-GPU shares them through float32 arrays (rule 8): at 8192x32768 on the H200, 11.5
+# logits-sized arrays in bfloat16 and 7.0 in float32 without it (optax's 10.0 and 9.0), none
+# with it.
+_FOCAL = Rule(_focal_forward, _focal_seed, _article.sigmoid_focal_loss, guard=_backend.accelerator_barrier)
 
 
 def _prepare(logits: Any, labels: Any, options: dict[str, Any]) -> tuple[jax.Array, jax.Array, Any]:
-    z, y = _checks.floating_pair(logits, labels, "logits")
-    return z, y, _options.sigmoid_options(z, **options)
+    z, y, dtype = stored_pair(logits, labels, "logits")
+    return z, y, _options.sigmoid_options(jax.ShapeDtypeStruct(z.shape, dtype), **options)
 
 
 # --- the public costs ----------------------------------------------------------------------------
@@ -319,7 +329,8 @@ def sigmoid_focal_loss(
       T.-Y. Lin et al., "Focal Loss for Dense Object Detection" (2017).
       ``optax.losses.sigmoid_focal_loss``; torchvision's ``sigmoid_focal_loss``.
     """
-    z, y = _checks.floating_pair(logits, labels, "logits")
-    gamma_array = _options.bounded_array(gamma, "gamma", z, 0.0, np.inf)
-    alpha_array = None if alpha is None else _options.bounded_array(alpha, "alpha", z, 0.0, 1.0)
+    z, y, dtype = stored_pair(logits, labels, "logits")
+    computed = jax.ShapeDtypeStruct(z.shape, dtype)
+    gamma_array = _options.bounded_array(gamma, "gamma", computed, 0.0, np.inf)
+    alpha_array = None if alpha is None else _options.bounded_array(alpha, "alpha", computed, 0.0, 1.0)
     return _FOCAL(z, y, FocalAux(alpha_array, gamma_array), ())

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _article, _backend, _checks, _compensated, _options, _seeds, _stats, sharded
-from jaxloss._rules import Axes, Rule
+from jaxloss._rules import Axes, Rule, stored, stored_pair, widen
 
 # --- soft labels: the forward formula --------------------------------------------------------------
 
@@ -47,16 +47,18 @@ def _soft_loss_with_options(
     return loss, stats
 
 
-def _soft_forward(logits: jax.Array, labels: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+def _soft_forward(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+    logits, labels = widen(x), widen(y)
     if options is None:
         loss, stats = _soft_loss(logits, labels, axes)
     else:
         loss, stats = _soft_loss_with_options(_options.soft_cap_classes(logits, options.cap), labels, options, axes)
-    return loss, (logits, labels, options, stats)
+    return loss, (x, y, options, stats)
 
 
 def _soft_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
-    logits, labels, options, stats = residuals
+    x, y, options, stats = residuals
+    logits, labels = widen(x), widen(y)
     if options is None:
         return (
             _seeds.softmax_cross_entropy_grad_from_stats(logits, labels, stats, axes),
@@ -72,12 +74,13 @@ _SOFT = Rule(_soft_forward, _soft_seed, _article.softmax_cross_entropy)
 # --- poly-1: the cross-entropy plus epsilon (1 - p_t) ----------------------------------------------
 
 
-def _poly_forward(logits: jax.Array, labels: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
+def _poly_forward(x: jax.Array, y: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`2 \\sum_j y_j (\\phi_j / 2)`, with :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` the label seed.
 
     :math:`T` is summed from ``_compensated.exp_rounded``: at :math:`\\epsilon = -1` the loss of a
     confident row is about :math:`T^2/2`, which doubles the error of every exponential.
     """
+    logits, labels = widen(x), widen(y)
     stats = _stats.softmax_stats(logits, axes, exp=_compensated.exp_rounded)
     half, masked = _seeds.poly_loss_cross_entropy_half_terms_from_stats(logits, stats, epsilon)
     # Where p = 0 (a -inf logit, or a finite one beside +inf) the term is +inf: a zero label
@@ -86,21 +89,36 @@ def _poly_forward(logits: jax.Array, labels: jax.Array, epsilon: jax.Array, axes
     terms = labels * jnp.minimum(half, largest) + _backend.times_infinity(masked, labels)
     loss = 2.0 * jnp.sum(terms, axis=axes, keepdims=True)
     loss = jnp.where(_stats.live_rows(stats.max), loss, 0.0)
-    return jnp.squeeze(loss, axes), (logits, labels, epsilon, stats)
+    return jnp.squeeze(loss, axes), (x, y, epsilon, stats)
 
 
 def _poly_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
-    logits, labels, epsilon, stats = residuals
+    """The seed in two passes, the row sum :math:`\\sum_j y_j c_j` and then the gradient, each from the stored inputs.
+
+    Both passes need the probabilities. Between them the inputs and the row sum pass through
+    ``_backend.accelerator_barrier``, so that on an accelerator the gradient's pass recomputes
+    them from the bfloat16 inputs: without it XLA-GPU wrote them in float32 from the row sum's
+    reduction and read them back (8192x32768 bfloat16 on the H200, jax 0.10.2: 2.00
+    logits-sized arrays with the rule's barrier alone, none with both; ``_backend``, rule 8).
+    XLA-CPU shares them, as it did before (rule 4).
+    """
+    x, y, epsilon, stats = residuals
+    row = _seeds.poly_loss_cross_entropy_row_from_stats(widen(x), widen(y), stats, epsilon, axes)
+    x, y, row = _backend.accelerator_barrier((x, y, row))
+    logits, labels = widen(x), widen(y)
     return (
-        _seeds.poly_loss_cross_entropy_grad_from_stats(logits, labels, stats, epsilon, axes),
+        _seeds.poly_loss_cross_entropy_grad_from_row(logits, labels, stats, epsilon, row),
         _seeds.poly_loss_cross_entropy_labels_grad_from_stats(logits, stats, epsilon),
     )
 
 
-# Without the residual barrier (``_backend``, rule 4): at 1024x4096 float32, value_and_grad of
-# the mean took 142 ms and 64 MiB of temporaries with it, 106 ms and 32 MiB without; optax's
-# 99 ms and 32 MiB (one run, interleaved).
-_POLY = Rule(_poly_forward, _poly_seed, _article.poly_loss_cross_entropy, barrier=False)
+# The residual barrier on accelerators only (``_backend.accelerator_barrier``). XLA-CPU shares
+# the forward pass's work with the seed faster (rule 4): at 1024x4096 float32, value_and_grad
+# of the mean took 142 ms and 64 MiB of temporaries with a barrier, 106 ms and 32 MiB without;
+# optax's 99 ms and 32 MiB (one run, interleaved). XLA-GPU shares the loss's probabilities with
+# the seed's row sum through a float32 array (rule 8; 8192x32768 bfloat16, H200: 2.01
+# logits-sized arrays with the seed's barrier alone).
+_POLY = Rule(_poly_forward, _poly_seed, _article.poly_loss_cross_entropy, guard=_backend.accelerator_barrier)
 
 
 # --- integer labels: the forward formula -----------------------------------------------------------
@@ -113,29 +131,38 @@ class IntegerAux(NamedTuple):
     options: _options.SoftmaxOptions | None
 
 
-def _integer_forward(logits: jax.Array, labels: jax.Array, aux: IntegerAux, axes: Axes) -> tuple[jax.Array, Any]:
-    """:math:`\\operatorname{lse}(z) - z_l = (M - z_l) + \\log1p(T)`, from the label statistics of ``_stats``."""
+def _integer_forward(x: jax.Array, labels: jax.Array, aux: IntegerAux, axes: Axes) -> tuple[jax.Array, Any]:
+    """:math:`\\operatorname{lse}(z) - z_l = (M - z_l) + \\log1p(T)`, from the label statistics of ``_stats``.
+
+    Without a soft cap the label's logit is gathered from the logits as stored (``stored``), not
+    from their float32 copy: XLA-TPU does not fuse the widening into the gather and wrote the
+    copy out (bfloat16 on the v5e, jax 0.10.2: 2.00 logits-sized arrays at 8192x32768 and at
+    8192x128256, optax's none; none so).
+    """
     (axis,) = axes
     options = aux.options
+    logits = widen(x)
     capped = logits if options is None else _options.soft_cap_classes(logits, options.cap)
     index = jnp.expand_dims(labels, axis)
     stats = _stats.label_stats(
         capped,
         index,
         axis,
+        stored=x if options is None or options.cap is None else None,
         where=aux.where,
         class_weights=None if options is None else options.weights,
         smoothing=options is not None and options.smoothing is not None,
         whole_row=not sharded.split_along(logits, axis),
     )
     loss, totals = _stats.label_loss(stats, options)
-    return jnp.squeeze(loss, axis), (logits, labels, aux, totals)
+    return jnp.squeeze(loss, axis), (x, labels, aux, totals)
 
 
 def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
-    logits, labels, aux, totals = residuals
+    x, labels, aux, totals = residuals
     (axis,) = axes
     options = aux.options
+    logits = widen(x)
     capped = logits if options is None else _options.soft_cap_classes(logits, options.cap)
     grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
         logits,
@@ -152,7 +179,7 @@ def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
 
 # Without the residual barrier (``_backend``, rule 4): XLA then fuses the seed's exponentials
 # with the forward pass's row statistics and writes no logits-sized temporary.
-_INTEGER = Rule(_integer_forward, _integer_seed, _article.softmax_cross_entropy_with_integer_labels, barrier=False)
+_INTEGER = Rule(_integer_forward, _integer_seed, _article.softmax_cross_entropy_with_integer_labels, guard=None)
 
 
 def _flatten_class_axes(array: jax.Array, axes: Axes) -> jax.Array:
@@ -221,11 +248,12 @@ def softmax_cross_entropy(
       multiclass cost and dJ/dZ. ``optax.losses.softmax_cross_entropy``; torch's
       ``cross_entropy`` (weights, label smoothing); PaLM (z-loss); Gemma 2 (soft cap).
     """
-    z, y = _checks.floating_pair(logits, labels, "logits")
+    z, y, dtype = stored_pair(logits, labels, "logits")
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
     _checks.require_classes(z, axes, "logits")
+    computed = jax.ShapeDtypeStruct(z.shape, dtype)
     options = _options.softmax_options(
-        z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+        computed, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
     mask = _checks.canonical_where(where, z.shape, axes)
     if mask is not None:
@@ -257,7 +285,7 @@ def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.
     References:
       ``optax.losses.safe_softmax_cross_entropy``.
     """
-    z, y = _checks.floating_pair(logits, labels, "logits")
+    z, y, _ = stored_pair(logits, labels, "logits")
     axes = _checks.canonical_axes(-1, z.ndim, "logits")
     _checks.require_classes(z, axes, "logits")
     return _SOFT(z, y, None, axes)
@@ -346,10 +374,12 @@ def softmax_cross_entropy_with_integer_labels(
         z = _flatten_class_axes(z, axes)
         mask = None if mask is None else _flatten_class_axes(mask, axes)
         axes = (z.ndim - 1,)
-    z = z.astype(_checks.compute_dtype(z))
+    dtype = _checks.compute_dtype(z)
+    z = stored(z, dtype, z.shape)
     classes = jnp.broadcast_to(classes, batch_shape)
+    computed = jax.ShapeDtypeStruct(z.shape, dtype)
     options = _options.softmax_options(
-        z, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
+        computed, axes, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
     if ignore_index is not None:
         _checks.require_label_value(ignore_index, classes, "ignore_index")
@@ -405,10 +435,10 @@ def poly_loss_cross_entropy(
       Z. Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
       Functions" (2022). ``optax.losses.poly_loss_cross_entropy``.
     """
-    z, y = _checks.floating_pair(logits, labels, "logits")
+    z, y, dtype = stored_pair(logits, labels, "logits")
     axes = _checks.canonical_axes(axis, z.ndim, "logits")
     _checks.require_classes(z, axes, "logits")
-    eps = _options.real_scalar(epsilon, "epsilon", z.dtype)
+    eps = _options.real_scalar(epsilon, "epsilon", dtype)
     mask = _checks.canonical_where(where, z.shape, axes)
     if mask is not None:
         z = jnp.where(mask, z, -jnp.inf)

@@ -149,6 +149,7 @@ def label_stats(
     class_weights: jax.Array | None = None,
     smoothing: bool = False,
     whole_row: bool = True,
+    stored: jax.Array | None = None,
 ) -> LabelStats:
     """The :class:`LabelStats` of ``logits`` (already soft-capped) along ``axis``.
 
@@ -162,6 +163,9 @@ def label_stats(
       smoothing: whether to gather the statistics that label smoothing needs.
       whole_row: whether ``logits`` hold every class of the row, so the label's logit can be
         gathered; otherwise (a block, a device's shard) it is a masked sum.
+      stored: the logits as stored, of which ``logits`` is the float32 copy (``_rules.widen``):
+        the label's logit is then gathered from them and widened, one value per row, so that
+        no gather reads the copy (XLA-TPU writes a widening out for a gather that reads it).
     """
     kept = logits if where is None else jnp.where(where, logits, -jnp.inf)
     row_max = jnp.max(kept, axis=axis, keepdims=True)
@@ -184,7 +188,8 @@ def label_stats(
         has_label = ((labels >= 0) & (labels < num_classes)).astype(logits.dtype)
     else:
         has_label = at_label(jnp.ones((), logits.dtype))
-    stats = LabelStats(row_max, others, at_label(logits), has_label)
+    label_logit = at_label(logits) if stored is None else at_label(stored).astype(logits.dtype)
+    stats = LabelStats(row_max, others, label_logit, has_label)
     if where is not None:
         stats = stats._replace(label_kept=at_label(where.astype(logits.dtype)))
     if class_weights is not None:

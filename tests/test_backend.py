@@ -50,7 +50,7 @@ def _arguments(name, dtype, rng):
         return (np.array([[True], [False], [True]]), np.arange(3, dtype=dtype)[:, None] * np.ones((3, 4), dtype)), {}
     if name == "row_step":
         return (rng.normal(size=(8, 1)).astype(dtype), rng.normal(size=(8, 1)).astype(dtype)), {}
-    if name == "residual_barrier":
+    if name in ("residual_barrier", "accelerator_barrier"):
         return ((x, (x[:3], None)),), {}
     if name == "transposed":
         return (rng.normal(size=(5, 7)).astype(dtype),), {}
@@ -97,7 +97,8 @@ def test_every_primitive_has_inputs_here():
     assert set(_backend.PRIMITIVES) == {
         "twice_below_zero", "not_equal_indicator", "complement", "row_select", "nonnegative_part",
         "nonpositive_part", "infinite_excess", "times_infinity", "row_step",
-        "residual_barrier", "transposed", "dot", "divide", "exp_rounded", "safe_log", "is_zero", "exp_times",
+        "residual_barrier", "accelerator_barrier", "transposed", "dot", "divide", "exp_rounded", "safe_log",
+        "is_zero", "exp_times",
     }  # fmt: skip
 
 

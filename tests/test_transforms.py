@@ -282,6 +282,24 @@ def test_forward_softmax_saves_its_seed_a_logits_sized_residual(name):
     assert computed > computed_by_custom_vjp
 
 
+# The costs whose rules take their inputs as stored (``_rules.stored_pair``); the probability costs widen theirs
+# ahead of the rule.
+STORED = tuple(name for name in NAMES if name not in PROBABILITY)
+
+
+@pytest.mark.parametrize("name", STORED)
+def test_custom_vjp_saves_bfloat16_inputs_as_stored_not_a_float32_copy(name):
+    """The rules save the bfloat16 inputs themselves: a float32 copy among the residuals is what a barrier
+    (``_backend``, rules 4 and 8) or XLA-TPU's gather writes out at the logits' size."""
+    x, y = inputs(name)
+    x = x.astype(jnp.bfloat16)
+    y = y if name == INTEGER else y.astype(jnp.bfloat16)
+    f = getattr(jaxloss, name)
+    closed = jax.make_jaxpr(lambda *a: jax.tree.leaves(jax.vjp(f, *a)[1]))(x, y)
+    sized = [v.aval for v in closed.jaxpr.outvars if isinstance(v, Var) and v.aval.shape == x.shape]
+    assert sized and all(aval.dtype == jnp.bfloat16 for aval in sized), sized
+
+
 def test_residual_counter_sees_the_reference_save_softmax_probabilities():
     """The counter itself: the autodiff reference keeps exp(z) and friends, N x C each."""
     f, args = softmax_vjp_case(REFERENCE, "softmax_cross_entropy")

@@ -16,7 +16,9 @@ libraries, and fails without them, when jax starts with no platform named. :func
 not started yet; the ``jaxloss bench --compile-for`` command and this module's command line call it first.
 
 Command line: ``python -m jaxloss.tools.accelerators --pins`` prints the figures of
-``tests/test_accelerators.py``'s ``PINS`` dictionary, measured now, in its format.
+``tests/test_accelerators.py``'s ``PINS`` dictionary, measured now, in its format;
+``--against-optax`` prints the isolated costs' temporaries beside optax's at the sizes that
+``tests/test_accelerators.py`` compares them (:data:`AGAINST_OPTAX`).
 """
 
 from __future__ import annotations
@@ -754,17 +756,106 @@ def format_pins(targets: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+# --- the isolated costs against optax's, at a language model's sizes (issue 24) -----------------
+
+ROWS_CLASSES = (8192, 32768)
+"""Every isolated cost's logits for the comparison with optax: a logits-sized array is 1 GiB in float32."""
+VOCABULARY = (8192, 128256)
+"""The integer-label cost's logits at a large vocabulary, for the comparison with optax."""
+INTEGER_COST = "softmax_cross_entropy_with_integer_labels"
+
+_BOTH = ("float32", "bfloat16")
+AGAINST_OPTAX: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "h200": tuple((case.cost, _BOTH) for case in bench.CASES),
+    "v5e": (("softmax_cross_entropy", _BOTH), (INTEGER_COST, _BOTH)),
+}
+"""Per target, the costs compared with optax and their dtypes (:func:`against_optax_cases`). On the TPU the
+soft- and integer-label costs only, for time: XLA-TPU compiles poly-1 and the focal loss at 8192x32768 in 7 to
+15 s each on 2 cores, the others in 1 to 3 s. Poly-1 in bfloat16 wrote two logits-sized arrays there before
+issue 24's fix (optax's none; none at ``PINS``' 2048x8192), from the sharing that its H200 check also catches
+(``_backend``, rule 8). A target not named here gets every cost in both dtypes."""
+
+SLACK = 0.25
+"""How many logits-sized arrays jaxloss's temporaries may exceed optax's by: a quarter of an array."""
+
+
+def against_optax_cases(target: str) -> list[tuple[str, tuple[int, int], str]]:
+    """The ``(cost, shape, dtype)`` of each program compared with optax's on ``target``.
+
+    Args:
+        target: an entry of :data:`TARGETS`.
+
+    Returns:
+        Each cost of :data:`AGAINST_OPTAX` at :data:`ROWS_CLASSES` in its dtypes, and the
+        integer-label cost also at :data:`VOCABULARY`.
+    """
+    costs = AGAINST_OPTAX.get(target, AGAINST_OPTAX["h200"])
+    cases = [(cost, ROWS_CLASSES, dtype) for cost, dtypes in costs for dtype in dtypes]
+    cases += [(cost, VOCABULARY, dtype) for cost, dtypes in costs if cost == INTEGER_COST for dtype in dtypes]
+    return cases
+
+
+def against_optax(target: str, cost: str, shape: tuple[int, int], dtype: str) -> tuple[Program, Program | None]:
+    """jaxloss's program for ``cost``, and optax's where jaxloss's temporaries exceed :data:`SLACK`.
+
+    Args:
+        target: an entry of :data:`TARGETS`.
+        cost: a cost of ``jaxloss.tools.bench.CASES``.
+        shape: the logits' shape.
+        dtype: the logits' dtype.
+
+    Returns:
+        jaxloss's :class:`Program`, and optax's, or None where jaxloss's temporaries are within
+        :data:`SLACK` of none (optax's cannot be fewer): a check then compiles one program.
+    """
+    case = next(c for c in bench.CASES if c.cost == cost)
+    (ours,) = compile_cost(target, case, shape, dtype, ("jaxloss",))
+    if ours.arrays <= SLACK:
+        return ours, None
+    (theirs,) = compile_cost(target, case, shape, dtype, ("optax",))
+    return ours, theirs
+
+
+def format_against_optax(targets: Sequence[str]) -> str:
+    """A table of :func:`against_optax_cases`'s programs on ``targets``: jaxloss's temporaries and optax's
+    (both compiled, each time), in logits-sized arrays, and whether jaxloss's are within :data:`SLACK`."""
+    header = ("target", "cost", "shape", "dtype", "jaxloss", "optax", "within")
+    lines: list[tuple[str, ...]] = []
+    for target in targets:
+        reason = missing(target)
+        if reason:
+            lines.append((target, f"not measured: {reason}", "", "", "", "", ""))
+            continue
+        for cost, shape, dtype in against_optax_cases(target):
+            print(f"  {target} {cost} {shape[0]}x{shape[1]} {dtype} ...", file=sys.stderr, flush=True)
+            case = next(c for c in bench.CASES if c.cost == cost)
+            ours, theirs = compile_cost(target, case, shape, dtype, ("jaxloss", "optax"))
+            within = "yes" if ours.arrays <= theirs.arrays + SLACK else "NO"
+            size = f"{shape[0]}x{shape[1]}"
+            lines.append((target, cost, size, dtype, f"{ours.arrays:.2f}", f"{theirs.arrays:.2f}", within))
+    cells = [header, *lines]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jaxloss.tools.accelerators``: the pins, or the bench's programs for one target."""
     parser = argparse.ArgumentParser(prog="python -m jaxloss.tools.accelerators", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pins", action="store_true", help="print tests/test_accelerators.py's PINS, measured now")
-    parser.add_argument("--targets", default=",".join(PINNED), help="the targets of --pins, comma-separated")
+    parser.add_argument("--against-optax", action="store_true", help="print the isolated costs beside optax's")
+    parser.add_argument(
+        "--targets", default=",".join(PINNED), help="the targets of --pins or --against-optax, comma-separated"
+    )
     parser.add_argument("--compile-for", choices=TARGETS, help="as jaxloss bench --compile-for")
     parser.add_argument("--quick", action="store_true", help="with --compile-for: the bench's quick sizes")
     args = parser.parse_args(argv)
     prepare()
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.pins:
-        print(format_pins([t.strip() for t in args.targets.split(",") if t.strip()]))
+        print(format_pins(targets))
+        return 0
+    if args.against_optax:
+        print(format_against_optax(targets))
         return 0
     if args.compile_for:
         return bench_main(args.compile_for, args.quick)
