@@ -145,12 +145,13 @@ def backward_blocks(
     options: _options.SoftmaxOptions | None,
     totals: _stats.LabelTotals,
     cotangent: jax.Array,
-    width: int,
+    blocks: BlockPlan,
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Gradients for ``hidden`` (in the compute dtype), ``weight`` and ``bias`` (in their dtypes).
 
-    The weight's gradient is in the compute dtype instead where it is still to be summed over a
-    mesh axis (``summed_like``); the caller casts it after the sum.
+    The weight's gradient is in the compute dtype instead where the plan keeps it so
+    (``blocks.rounded`` false) or where it is still to be summed over a mesh axis
+    (``summed_like``); the caller casts it after the sum.
 
     ``cotangent`` is the per-row cotangent, shape (rows, 1), 0 for rows that do not count;
     ``labels`` (rows, 1) count from the first column of ``weight``; ``totals`` are over the
@@ -167,7 +168,7 @@ def backward_blocks(
     # Inside ``shard_map``, a weight replicated over an axis the rows are split over gets its
     # gradient summed over that axis afterwards (``summed_like``): those blocks stay float32.
     summed = _varying_axes(hidden) | _varying_axes(labels) | _varying_axes(cotangent)
-    accumulate = compute if summed - _varying_axes(weight) else weight.dtype
+    accumulate = compute if summed - _varying_axes(weight) or not blocks.rounded else weight.dtype
 
     def body(carry: Any, start: Any, size: int) -> Any:
         d_hidden, d_weight, d_bias = carry
@@ -197,7 +198,7 @@ def backward_blocks(
         jnp.zeros(weight.shape, accumulate),
         None if bias is None else jnp.zeros(bias.shape, bias.dtype),
     )
-    return _for_blocks(vocab, width, body, start, (hidden, weight, labels, cotangent))
+    return _for_blocks(vocab, blocks.width, body, start, (hidden, weight, labels, cotangent))
 
 
 # --- the rule on one device, per example ------------------------------------------------------
@@ -216,9 +217,9 @@ def _forward(
     labels: jax.Array,
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
-    width: int,
+    blocks: BlockPlan,
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Any]:
-    stats = local_stats(hidden, weight, bias, labels[:, None], options, width)
+    stats = local_stats(hidden, weight, bias, labels[:, None], options, blocks.width)
     loss, totals = _stats.label_loss(stats, options)
     outputs = (jnp.where(counts, loss[:, 0], 0.0), *token_stats(stats, totals, counts))
     return outputs, (hidden, weight, bias, labels, counts, options, totals)
@@ -231,21 +232,21 @@ def _primal(
     labels: jax.Array,
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
-    width: int,
+    blocks: BlockPlan,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per-row losses of ``hidden @ weight + bias``, and the rows' lse and correctness; ``width`` classes per block."""
-    return _forward(hidden, weight, bias, labels, counts, options, width)[0]
+    """Per-row losses of ``hidden @ weight + bias``, and the rows' lse and correctness; in the blocks of ``blocks``."""
+    return _forward(hidden, weight, bias, labels, counts, options, blocks)[0]
 
 
 fused = jax.custom_vjp(_primal, nondiff_argnums=(6,))
 
 
-def _fused_bwd(width: int, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
+def _fused_bwd(blocks: BlockPlan, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
     # The lse and correctness outputs reach the caller behind stop_gradient: their cotangents are 0.
     hidden, weight, bias, labels, counts, options, totals = residuals
     row_cotangent = jnp.where(counts, cotangents[0], 0.0).astype(totals.max.dtype)[:, None]
     d_hidden, d_weight, d_bias = backward_blocks(
-        hidden, weight, bias, labels[:, None], options, totals, row_cotangent, width
+        hidden, weight, bias, labels[:, None], options, totals, row_cotangent, blocks
     )
     return (
         summed_like(d_hidden.astype(hidden.dtype), hidden),
@@ -372,7 +373,8 @@ def _reduced_primal(
     plan: Plan,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Without a gradient, the per-example rule's forward pass (one product), reduced."""
-    loss, lse, correct = _primal(hidden, weight, bias, labels, counts, options, plan.width)
+    blocks = BlockPlan("vocabulary", plan.width, hidden.shape[0])
+    loss, lse, correct = _primal(hidden, weight, bias, labels, counts, options, blocks)
     return over(jnp.sum(loss), denominator), lse, correct
 
 
@@ -439,15 +441,21 @@ class BlockPlan(NamedTuple):
         pass into a float32 ``(D, V)`` accumulator (reductions only).
       width: classes per block of the vocabulary rule (and of the forward pass without a gradient).
       height: rows per block of the rows rule.
+      rounded: the vocabulary rule's blocks of the weight's gradient are each rounded to the
+        weight's dtype as they are written (accelerators: no float32 ``(D, V)`` array is kept);
+        False keeps them in the compute dtype and rounds the whole gradient once at the end
+        (XLA-CPU, where writing a bfloat16 block into a bfloat16 array is slow: :func:`plan_blocks`).
+        Either way each element is rounded once, from its complete float32 sum.
     """
 
     rule: str
     width: int
     height: int
+    rounded: bool = True
 
 
 ACCELERATOR_BLOCK_BYTES = {"none": 2 * 2**30, "reduced": 3 * 2**30}
-"""On an accelerator, the most one block may take: its float32 logits and its seed in the operands' dtype.
+"""On an accelerator, the most one block may take at its peak (:func:`plan_blocks`): its float32 logits and its seed.
 
 Measured on one H200 (jax 0.11.2; value_and_grad of the mean for hidden and weight, bfloat16,
 N=8192, D=4096, V=128256, against optax's unfused step at 73.4 ms; ``shared/gpu/sweep*.jsonl``):
@@ -529,18 +537,29 @@ def plan_blocks(
 ) -> BlockPlan:
     """The fused cost's blocks, for one platform: the one function that sizes them.
 
-    * ``block_size`` given: the same plan on every platform. Classes per block, and with a
+    * ``block_size`` given: the same blocks on every platform. Classes per block, and with a
       reduction the rows rule with as many logits per block of rows.
     * XLA-CPU (``platform="cpu"``): blocks sized for its caches. About 4 MiB of logits per
       vocabulary block (:func:`block_columns`); with a reduction, the rows rule with 256 rows
-      per block, at most 32 MiB (:func:`block_rows`, which has the measurements).
+      per block, at most 32 MiB (:func:`block_rows`, which has the measurements). The weight's
+      gradient stays in the compute dtype until the last block (``rounded=False``): there,
+      writing each bfloat16 block into a bfloat16 gradient made value_and_grad of the
+      per-example cost 1.45x slower (N=2048, D=512, V=32768, bfloat16, jax 0.10.2, 2 cores:
+      2312 ms against 1594 ms, optax 1620 ms; float32 alike either way).
     * An accelerator (any other platform): the fewest blocks within a budget
       (:data:`ACCELERATOR_BLOCK_BYTES`, and at most 1/:data:`ACCELERATOR_MEMORY_SHARE` of
-      ``memory``) for a block's float32 logits and its seed in the operands' dtype. With a
-      reduction, the rows rule in one block (no loop: three products) when that block and the
-      float32 ``(D, V)`` gradient fit the budget; otherwise the vocabulary rule, whose blocks of
-      the weight's gradient are each complete and written once in the weight's dtype, so that no
-      ``(D, V)`` float32 accumulator is kept.
+      ``memory``). With a reduction, the rows rule in one block (no loop: three products) when
+      its float32 logits, its seed in the operands' dtype and the float32 ``(D, V)`` gradient
+      fit. Otherwise the vocabulary rule, whose blocks of the weight's gradient are each
+      complete and rounded once to the weight's dtype, so that no ``(D, V)`` float32
+      accumulator is kept: one block of every class when its logits and seed fit (its
+      gradient is the result, written in the weight's dtype), else blocks within the budget
+      for a block's peak in the loop: its logits and seed, or its seed and its float32 product
+      for the weight's gradient (``D`` by the block), which XLA-GPU writes out before it is
+      rounded into the gradient, whichever is larger. Compiled for an H200 (bfloat16, the
+      per-example cost, jax 0.10.2): N=2048, D=4096, V=128256 in 1, 2 and 3 blocks held 0.49,
+      1.25 and 0.85 GiB; N=4096, D=8192, V=256000 in 3, 4 and 5 blocks 4.81, 2.57 and
+      2.08 GiB, optax 3.91 GiB.
 
     Args:
       rows: examples N.
@@ -567,16 +586,25 @@ def plan_blocks(
     reduced = reduction != "none"
     if block_size is not None or platform == "cpu":
         width = block_columns(rows, vocab, itemsize, block_size)
+        rounded = platform != "cpu"
         if not reduced:
-            return BlockPlan("vocabulary", width, rows)
-        return BlockPlan("rows", width, block_rows(rows, vocab, itemsize, block_size))
+            return BlockPlan("vocabulary", width, rows, rounded)
+        return BlockPlan("rows", width, block_rows(rows, vocab, itemsize, block_size), rounded)
     budget = ACCELERATOR_BLOCK_BYTES["reduced" if reduced else "none"]
     if memory:
         budget = min(budget, memory // ACCELERATOR_MEMORY_SHARE)
-    per_logit = itemsize + jnp.dtype(operand).itemsize
-    if reduced and rows * vocab * per_logit + dim * vocab * itemsize <= budget:
+    seed = jnp.dtype(operand).itemsize
+    if reduced and rows * vocab * (itemsize + seed) + dim * vocab * itemsize <= budget:
         return BlockPlan("rows", vocab, rows)
-    width = _even_columns(vocab, budget // max(1, rows * per_logit))
+    if rows * vocab * (itemsize + seed) <= budget:
+        # One block, no loop: its weight's gradient is the result, which XLA-GPU writes from the
+        # product in the weight's dtype.
+        return BlockPlan("vocabulary", vocab, rows)
+    # In a loop, a block's peak, per class: its logits and its seed, or its seed and its column
+    # of the weight's gradient (the float32 product, written out before it is rounded into
+    # the gradient).
+    per_class = max(rows * (itemsize + seed), rows * seed + dim * itemsize)
+    width = _even_columns(vocab, budget // per_class)
     return BlockPlan("vocabulary", width, rows)
 
 
@@ -788,7 +816,7 @@ def linear_cross_entropy(
             dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
             steps = Plan(blocks.height, blocks.width, *dtypes)
             return reduced(hidden_, weight_, bias_, labels_, counts_, options_, denominator_, steps)
-        losses, lse, correct = fused(hidden_, weight_, bias_, labels_, counts_, options_, blocks.width)
+        losses, lse, correct = fused(hidden_, weight_, bias_, labels_, counts_, options_, blocks)
         if reduction == "none":
             return losses, lse, correct
         return over(jnp.sum(losses), denominator_), lse, correct

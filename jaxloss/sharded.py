@@ -218,10 +218,10 @@ def _linear_forward(
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
     axis_name: Any,
-    width: int,
+    blocks: _linear.BlockPlan,
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Any]:
     local, in_range = _local_labels(labels, weight.shape[1], axis_name)
-    stats = _combine(_linear.local_stats(hidden, weight, None, local, options, width), in_range, axis_name)
+    stats = _combine(_linear.local_stats(hidden, weight, None, local, options, blocks.width), in_range, axis_name)
     loss, totals = _stats.label_loss(stats, options)
     outputs = (jnp.where(counts, loss[:, 0], 0.0), *_linear.token_stats(stats, totals, counts))
     return outputs, (hidden, weight, local, counts, options, totals)
@@ -234,19 +234,19 @@ def _linear_primal(
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
     axis_name: Any,
-    width: int,
+    blocks: _linear.BlockPlan,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    return _linear_forward(hidden, weight, labels, counts, options, axis_name, width)[0]
+    return _linear_forward(hidden, weight, labels, counts, options, axis_name, blocks)[0]
 
 
 _linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(5, 6))
 
 
-def _linear_bwd(axis_name: Any, width: int, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
+def _linear_bwd(axis_name: Any, blocks: _linear.BlockPlan, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
     # The lse and correctness outputs reach the caller behind stop_gradient: their cotangents are 0.
     hidden, weight, local, counts, options, totals = residuals
     row_cotangent = jnp.where(counts, cotangents[0], 0.0).astype(totals.max.dtype)[:, None]
-    d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, options, totals, row_cotangent, width)
+    d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, options, totals, row_cotangent, blocks)
     # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
     # axis (and over any other axis they are replicated on, as the weight is over a data axis).
     d_hidden = _linear.summed_like(d_hidden.astype(hidden.dtype), hidden)
@@ -340,7 +340,7 @@ def linear_cross_entropy(
     )
 
     def blocked(operands: tuple[Any, ...], blocks: _linear.BlockPlan) -> tuple[jax.Array, jax.Array, jax.Array]:
-        return _linear_rule(*operands, axis_name, blocks.width)
+        return _linear_rule(*operands, axis_name, blocks)
 
     operands = (h.reshape(rows, h.shape[-1]), w, flat_classes, flat_counts, options)
     loss, lse, correct = _linear.planned(blocked, operands, plan)

@@ -341,19 +341,25 @@ def _plan(rows, dim, vocab, dtype=jnp.bfloat16, reduction="none", platform="cuda
 def test_the_cpu_plan_is_the_cache_sized_one():
     """On XLA-CPU: 4 MiB of float32 logits per vocabulary block, a multiple of 128; with a
     reduction, the rows rule with 256 rows per block, at most 32 MiB (the CPU bench's plan)."""
-    assert _plan(2048, 512, 32768, platform="cpu") == ("vocabulary", 512, 2048)
-    assert _plan(2048, 512, 32768, platform="cpu", reduction="mean") == ("rows", 512, 256)
-    assert _plan(8192, 4096, 128256, platform="cpu", reduction="sum") == ("rows", 128, 65)
-    assert _plan(3, 8, 10, platform="cpu") == ("vocabulary", 10, 3)
+    assert _plan(2048, 512, 32768, platform="cpu") == ("vocabulary", 512, 2048, False)
+    assert _plan(2048, 512, 32768, platform="cpu", reduction="mean") == ("rows", 512, 256, False)
+    assert _plan(8192, 4096, 128256, platform="cpu", reduction="sum") == ("rows", 128, 65, False)
+    assert _plan(3, 8, 10, platform="cpu") == ("vocabulary", 10, 3, False)
 
 
 def test_the_accelerator_plan_takes_the_fewest_even_blocks_within_the_budget():
     """Llama 3's head (N=8192, D=4096, V=128256, bfloat16): 3 blocks of 42752 classes per example
-    (2 GiB: 6 bytes a logit), 2 of 64128 with a reduction (3 GiB); each a multiple of 128."""
-    assert _plan(8192, 4096, 128256) == ("vocabulary", 42752, 8192)
-    assert _plan(8192, 4096, 128256, reduction="mean") == ("vocabulary", 64128, 8192)
+    (2 GiB: 6 bytes a logit), 2 of 64128 with a reduction (3 GiB); each a multiple of 128. Where
+    D is large against N, the block's float32 column of the weight's gradient sets its size."""
+    assert _plan(8192, 4096, 128256) == ("vocabulary", 42752, 8192, True)
+    assert _plan(8192, 4096, 128256, reduction="mean") == ("vocabulary", 64128, 8192, True)
     # float32 operands: 8 bytes a logit, so more blocks.
-    assert _plan(8192, 4096, 128256, dtype=jnp.float32) == ("vocabulary", 32128, 8192)
+    assert _plan(8192, 4096, 128256, dtype=jnp.float32) == ("vocabulary", 32128, 8192, True)
+    # N=4096, D=8192: 2 + 8 = 10 bytes a class and row in the backward pass's product, not 6
+    assert _plan(4096, 8192, 256000) == ("vocabulary", 51200, 4096, True)
+    assert _plan(4096, 8192, 256000, reduction="mean") == ("vocabulary", 64000, 4096, True)
+    # but one block of every class, whose weight's gradient is the result, needs only its logits and seed
+    assert _plan(2048, 4096, 128256) == ("vocabulary", 128256, 2048, True)
     for rows, vocab in [(8192, 128256), (16384, 128256), (4096, 256000), (1000, 50257), (7, 5)]:
         for reduction in ["none", "mean"]:
             plan = _plan(rows, 4096, vocab, reduction=reduction)
@@ -361,35 +367,60 @@ def test_the_accelerator_plan_takes_the_fewest_even_blocks_within_the_budget():
             budget = 2 * 2**30 if reduction == "none" else 3 * 2**30
             assert plan.width <= vocab
             assert plan.width == vocab or plan.width % 128 == 0
-            assert plan.rule == "rows" or rows * plan.width * 6 <= budget or plan.width <= 128
+            per_class = max(rows * 6, rows * 2 + 4096 * 4)  # logits and seed, or seed and dW block
+            one_block = plan.width == vocab and rows * vocab * 6 <= budget
+            assert plan.rule == "rows" or one_block or plan.width * per_class <= budget or plan.width <= 128
             # the fewest blocks: one fewer would not fit
-            assert blocks == 1 or rows * (-(-vocab // (blocks - 1))) * 6 > budget
+            assert blocks == 1 or (-(-vocab // (blocks - 1))) * per_class > budget
 
 
 def test_the_accelerator_plan_keeps_small_reductions_in_one_block_of_rows():
     """When the whole logits and the float32 (D, V) gradient fit the budget, the rows rule runs
     once, with no loop: three matrix products."""
-    assert _plan(2048, 512, 32768, dtype=jnp.float32, reduction="mean") == ("rows", 32768, 2048)
-    assert _plan(2048, 4096, 128256, reduction="sum") == ("vocabulary", 128256, 2048)
+    assert _plan(2048, 512, 32768, dtype=jnp.float32, reduction="mean") == ("rows", 32768, 2048, True)
+    assert _plan(2048, 4096, 128256, reduction="sum") == ("vocabulary", 128256, 2048, True)
 
 
 def test_the_device_memory_caps_the_budget():
     """At most 1/16 of the device's memory: a 16 GiB card gets 1 GiB blocks."""
-    assert _plan(8192, 4096, 128256, memory=16 * 2**30) == ("vocabulary", 21376, 8192)
+    assert _plan(8192, 4096, 128256, memory=16 * 2**30) == ("vocabulary", 21376, 8192, True)
     assert _plan(8192, 4096, 128256, memory=150 * 2**30) == _plan(8192, 4096, 128256)
     from jaxloss._linear import device_memory
 
     assert device_memory() is None  # XLA-CPU reports none: the budgets alone
 
 
-def test_block_size_is_the_same_plan_on_every_platform():
+def test_block_size_is_the_same_blocks_on_every_platform():
+    """``block_size`` sets the blocks everywhere; only the CPU keeps the weight's gradient in float32."""
     for platform in ["cpu", "cuda", "tpu"]:
-        assert _plan(8192, 4096, 128256, platform=platform, block_size=65536) == ("vocabulary", 65536, 8192)
-        assert _plan(8192, 4096, 128256, platform=platform, block_size=65536, reduction="mean") == (
-            "rows",
-            65536,
-            4185,
+        none = _plan(8192, 4096, 128256, platform=platform, block_size=65536)
+        mean = _plan(8192, 4096, 128256, platform=platform, block_size=65536, reduction="mean")
+        assert none[:3] == ("vocabulary", 65536, 8192)
+        assert mean[:3] == ("rows", 65536, 4185)
+        assert none.rounded is mean.rounded is (platform != "cpu")
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_the_weight_gradient_is_the_same_rounded_per_block_or_at_the_end(dtype, monkeypatch):
+    """Each element of the weight's gradient is one float32 sum rounded once, whether each block
+    is rounded as it is written (the accelerators' plan) or the whole at the end (the CPU's)."""
+    from jaxloss import _linear
+
+    rng = np.random.default_rng(3)
+    hidden = jnp.asarray(rng.normal(size=(64, 16)), dtype)
+    weight = jnp.asarray(0.5 * rng.normal(size=(16, 1000)), dtype)
+    labels = jnp.asarray(rng.integers(0, 1000, 64))
+    plan_blocks = _linear.plan_blocks
+    grads = {}
+    for rounded in [False, True]:
+        monkeypatch.setattr(
+            _linear, "plan_blocks", lambda *a, r=rounded, **k: plan_blocks(*a, **k)._replace(width=128, rounded=r)
         )
+        cost = jax.jit(jax.grad(lambda h, w: jnp.sum(jaxloss.linear_cross_entropy(h, w, labels)), argnums=(0, 1)))
+        grads[rounded] = cost(hidden, weight)
+    assert grads[True][1].dtype == dtype
+    for ours, theirs in zip(grads[False], grads[True], strict=True):
+        np.testing.assert_array_equal(np.asarray(ours, np.float32), np.asarray(theirs, np.float32))
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])
