@@ -580,7 +580,7 @@ def plan_blocks(
       >>> from jaxloss._linear import plan_blocks
       >>> plan_blocks(8192, 4096, 128256, operand=jnp.bfloat16, compute=jnp.float32,
       ...             reduction="mean", platform="cuda")
-      BlockPlan(rule='vocabulary', width=64128, height=8192)
+      BlockPlan(rule='vocabulary', width=64128, height=8192, rounded=True)
     """
     itemsize = jnp.dtype(compute).itemsize
     reduced = reduction != "none"
