@@ -7,6 +7,7 @@ autodiff. The logit-space names, arguments and per-example outputs are those of 
 """
 
 from jaxloss import forward as forward
+from jaxloss import grad_norms as grad_norms
 from jaxloss import reference as reference
 from jaxloss import seeds as seeds
 from jaxloss import sharded as sharded
@@ -33,6 +34,7 @@ __all__ = [
     "binary_cross_entropy",
     "categorical_cross_entropy",
     "forward",
+    "grad_norms",
     "kl_divergence",
     "kl_divergence_with_log_targets",
     "linear_cross_entropy",

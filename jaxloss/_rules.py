@@ -21,8 +21,9 @@ reads it: with the cast ahead of the rule, XLA-TPU (v5e, jax 0.10.2) wrote a flo
 the bfloat16 logits for the integer-label cost at 8192x32768, two logits-sized arrays.
 
 Calling a rule runs the way of the namespace the public cost was called through:
-:mod:`jaxloss` a ``custom_vjp`` rule, :mod:`jaxloss.forward` a ``custom_jvp`` rule and
-:mod:`jaxloss.reference` the literal formula. Each public cost is one ``def``, in its family's
+:mod:`jaxloss` a ``custom_vjp`` rule, :mod:`jaxloss.forward` a ``custom_jvp`` rule,
+:mod:`jaxloss.reference` the literal formula, and :mod:`jaxloss.grad_norms` the norm of the
+seed over ``axes`` (:meth:`Rule.grad_norm`) in place of the loss. Each public cost is one ``def``, in its family's
 module; :func:`in_namespace` makes its twin in another namespace, which selects the way for the
 duration of the call (when JAX traces it), so the twins share every line of validation.
 
@@ -34,23 +35,39 @@ skipping symbolic-zero tangents.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _backend, _checks
+from jaxloss import _backend, _checks, _norms
 
 Axes = tuple[int, ...]
 Forward = Callable[[jax.Array, jax.Array, Any, Axes], tuple[jax.Array, Any]]
 Seed = Callable[[Any, Axes], tuple[jax.Array, jax.Array | None]]
 Reference = Callable[[jax.Array, jax.Array, Any, Axes], jax.Array]
 
-VJP, JVP, REFERENCE = "jaxloss", "jaxloss.forward", "jaxloss.reference"
+VJP, JVP, REFERENCE, NORM = "jaxloss", "jaxloss.forward", "jaxloss.reference", "jaxloss.grad_norms"
 _WAY = contextvars.ContextVar("jaxloss_way", default=VJP)
+
+
+def current_way() -> str:
+    """The namespace whose way the rules run in now."""
+    return _WAY.get()
+
+
+@contextlib.contextmanager
+def way(namespace: str) -> Iterator[None]:
+    """The rules run in the way of ``namespace`` inside the block (while JAX traces the call)."""
+    token = _WAY.set(namespace)
+    try:
+        yield
+    finally:
+        _WAY.reset(token)
 
 
 class Rule:
@@ -76,8 +93,29 @@ class Rule:
         way = _WAY.get()
         if way == REFERENCE:
             return self.reference(widen(x), widen(y), aux, axes)
+        if way == NORM:
+            return self.grad_norm(x, y, aux, axes)
         rule = self.custom_jvp if way == JVP else self.custom_vjp
         return rule(x, y, aux, axes)
+
+    def grad_norm(
+        self, x: jax.Array, y: jax.Array, aux: Any, axes: Axes, over: Axes | None = None, where: Any = None
+    ) -> jax.Array:
+        """:math:`\\lVert \\partial\\ell/\\partial x \\rVert_2` over ``over`` (by default ``axes``): the seed's norm.
+
+        The forward pass's statistics, then the seed twice, behind barriers (``_norms.norm``):
+        nothing of the logits' size is stored. With no axes, :math:`|\\partial\\ell/\\partial x|`
+        element-wise. ``where`` (the shape of ``x``) leaves elements out of an element-wise
+        cost summed over ``over`` (``_sigmoid.summed_over``).
+        """
+        over = axes if over is None else over
+        residuals = self.forward(x, y, aux, axes)[1]
+
+        def magnitudes(guarded: Any) -> jax.Array:
+            grad = jnp.abs(self.seed(guarded, axes)[0])
+            return grad if where is None else jnp.where(where, grad, 0.0)
+
+        return _norms.norm(magnitudes, residuals, over)
 
 
 def in_namespace(cost: Callable[..., jax.Array], namespace: str) -> Callable[..., jax.Array]:
@@ -85,11 +123,8 @@ def in_namespace(cost: Callable[..., jax.Array], namespace: str) -> Callable[...
 
     @functools.wraps(cost)
     def twin(*args: Any, **kwargs: Any) -> jax.Array:
-        token = _WAY.set(namespace)
-        try:
+        with way(namespace):
             return cost(*args, **kwargs)
-        finally:
-            _WAY.reset(token)
 
     # The twin keeps the cost's module, so its examples run once, as the cost's doctest.
     twin.__doc__ = f"{cost.__doc__}\n    {_NOTES[namespace]}\n"

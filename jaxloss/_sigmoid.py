@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _article, _backend, _checks, _compensated, _focal, _options, _seeds
-from jaxloss._rules import Axes, Rule, stored_pair, widen
+from jaxloss._rules import NORM, Axes, Rule, current_way, stored_pair, widen
 
 # --- the forward formulas ------------------------------------------------------------------------
 
@@ -278,10 +278,14 @@ def summed_over(
     """
     axes = _checks.canonical_axes(axis, x.ndim, input_name)
     mask = _checks.canonical_where(where, x.shape, axes)
+    if mask is not None:
+        x = jnp.where(mask, x, neutral)
+        y = jnp.where(mask, y, 0.0)
+        mask = jnp.broadcast_to(mask, x.shape)
+    if current_way() == NORM:  # jaxloss.grad_norms: the norm of the element-wise seeds over axis
+        return rule.grad_norm(x, y, aux, (), over=axes, where=mask)
     if mask is None:
         return jnp.sum(rule(x, y, aux, ()), axis=axes)
-    x = jnp.where(mask, x, neutral)
-    y = jnp.where(mask, y, 0.0)
     return jnp.sum(jnp.where(mask, rule(x, y, aux, ()), 0.0), axis=axes)
 
 

@@ -92,6 +92,7 @@ def test_all_lists_only_what_the_namespaces_hold():
         *NAMES,
         "TokenStats",
         "forward",
+        "grad_norms",
         "linear_cross_entropy",
         "mean",
         "reference",
@@ -100,7 +101,8 @@ def test_all_lists_only_what_the_namespaces_hold():
     }
     assert list(jaxloss.forward.__all__) == list(NAMES)
     assert list(jaxloss.reference.__all__) == list(NAMES)
-    for ns in NAMESPACES.values():
+    assert set(jaxloss.grad_norms.__all__) <= set(NAMES)
+    for ns in [*NAMESPACES.values(), jaxloss.grad_norms]:
         for name in ns.__all__:
             assert hasattr(ns, name), f"{ns.__name__}.__all__ names {name}, which it lacks"
 

@@ -47,6 +47,14 @@ def test_readme_doctest_lines_run_and_print_what_the_readme_says():
     assert result.attempted >= 6 and result.failed == 0, result
 
 
+def test_readme_grad_norms_example_prints_what_its_comment_says(capsys):
+    (example,) = [b for b in _blocks("python") if "grad_norms" in b]
+    exec(compile(example, str(README), "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    comment = next(line for line in example.splitlines() if line.startswith("print("))
+    assert printed == comment.split("# ")[1].split(":")[0]
+
+
 def test_readme_distillation_example_trains_student_and_teacher_toward_each_other():
     (example,) = [b for b in _blocks("python") if "distill" in b]
     with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):

@@ -847,3 +847,74 @@ def score(results: tuple[np.ndarray, ...], sweep: Sweep, loss_dtype: Any, grad_d
             worst_total = max(finite_errs)
             worst.worst_input = np.atleast_1d(sweep.inputs[i]).astype(np.float64).tolist()[:8]
     return worst
+
+
+# --- jaxloss.grad_norms: the norm of each row's gradient ---------------------------------------
+
+NORM_COSTS = (
+    "softmax_cross_entropy_with_integer_labels",
+    "softmax_cross_entropy",
+    "poly_loss_cross_entropy",
+    "sigmoid_multilabel_cross_entropy",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
+)
+# A norm's error: the seeds' elements each within their bound, then the squares, their sum and
+# the square root, about 1.5 ulp of the norm more; 4 bounds it as for each element.
+NORM_TARGET_ULPS = 4.0
+
+
+def evaluate_norms(jobs: Sequence[tuple[Callable[..., jax.Array], Sweep | Draw]], dtype: Any) -> list[np.ndarray]:
+    """Each job's ``fn(inputs, targets)`` (a ``jaxloss.grad_norms`` function), as one compiled program."""
+
+    def arrays(sweep: Sweep | Draw) -> tuple[jax.Array, jax.Array]:
+        integer = sweep.labels == "integer"
+        return jnp.asarray(sweep.inputs, dtype), jnp.asarray(sweep.targets, jnp.int32 if integer else dtype)
+
+    def norms(inputs: list[tuple[jax.Array, jax.Array]]) -> list[jax.Array]:
+        return [fn(a, b) for (fn, _), (a, b) in zip(jobs, inputs, strict=True)]
+
+    computed = jax.jit(norms)([arrays(sweep) for _, sweep in jobs])
+    return [np.asarray(n.astype(jnp.float32 if n.dtype != jnp.float64 else n.dtype), np.float64) for n in computed]
+
+
+def score_norm(norms: np.ndarray, sweep: Sweep, dtype: Any) -> dict[str, Any]:
+    """The worst error of each row's gradient norm against the norm of ``sweep``'s exact gradient.
+
+    In ulps of the exact norm where the sweep scores its gradient elements in ulps; where it
+    scores them against scales (soft labels, whose elements cancel; the poly-1 and KL scales),
+    in units of eps times the norm of those scales, the bound the elements' own errors give.
+    The allowance for rounding :math:`z - \\max z` is the norm of the elements' allowances
+    (:math:`|\\lVert a \\rVert - \\lVert b \\rVert| \\le \\lVert a - b \\rVert`).
+
+    Returns:
+      ``{"error": worst, "nonfinite": count}`` in the compute dtype of ``dtype``.
+    """
+    compute = compute_dtype(dtype)
+    worst, nonfinite = 0.0, 0
+    for i, (_, e_grad, _) in enumerate(sweep.exact):
+        width = len(e_grad)
+        exact = mp.sqrt(mp.fsum(_exact._m(e) ** 2 for e in e_grad))
+        allowance = 0
+        if sweep.allowance is not None:
+            allowance = mp.sqrt(mp.fsum(_exact._m(a) ** 2 for a in sweep.allowance[i][1]))
+        scales = sweep.scales[i][1] if sweep.scales is not None else [None] * width
+        scaled = sweep.labels == "soft" and sweep.probs is not None
+        if scaled or any(s is not None for s in scales):
+            units = []
+            for j, e in enumerate(e_grad):
+                if scales[j] is not None:
+                    units.append(_exact._m(scales[j]))
+                elif scaled:
+                    assert sweep.probs is not None
+                    units.append(max(abs(sweep.probs[i][j]), abs(_exact._m(sweep.targets[i][j]))))
+                else:
+                    units.append(abs(_exact._m(e)))
+            err = error(float(norms[i]), exact, mp.sqrt(mp.fsum(u**2 for u in units)), compute, allowance)
+        else:
+            err = ulp_error(float(norms[i]), exact, compute, allowance)
+        if err == np.inf:
+            nonfinite += 1
+        else:
+            worst = max(worst, err)
+    return {"error": worst, "nonfinite": nonfinite}

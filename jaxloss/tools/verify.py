@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from jaxloss import forward, reference
+from jaxloss import forward, grad_norms, reference
 from jaxloss.tools import precision as _precision
 
 NUM_CLASSES = 5
@@ -380,6 +380,7 @@ class PrecisionRow:
     grad_target: float
     scores: dict[str, dict[str, Any] | None]
     ok: bool
+    norm: dict[str, Any] | None = None  # jaxloss.grad_norms: worst error and non-finite count
 
 
 def run_precision(
@@ -434,14 +435,28 @@ def run_precision(
             grad_target = 1.0 if low else _precision.GRAD_TARGET_ULPS
             print(f"  precision {dtype_name}: the compiled program ...", file=sys.stderr, flush=True)
             evaluated = pending.result()
+            # jaxloss.grad_norms beside the costs: the norm of each row's gradient, one more program.
+            normed = [
+                i
+                for i, (draw, _) in enumerate(tagged)
+                if draw.cost in _precision.NORM_COSTS and np.ndim(draw.inputs) == 2
+            ]
+            norm_jobs = [
+                (functools.partial(getattr(grad_norms, tagged[i][0].cost), **dict(tagged[i][0].options)), sweeps[i])
+                for i in normed
+            ]
+            norms: dict[int, np.ndarray] = {}
+            if norm_jobs:
+                computed_norms = _with_x64(dtype_name == "float64", _precision.evaluate_norms)(norm_jobs, dtype)
+                norms = dict(zip(normed, computed_norms, strict=True))
             scored = [
-                (_precision.subset(whole, part), part, suffix, impls, outputs)
-                for whole, (draw, suffix), impls, outputs in zip(
-                    sweeps, tagged, implementations, evaluated, strict=True
+                (_precision.subset(whole, part), part, suffix, impls, outputs, norms.get(k))
+                for k, (whole, (draw, suffix), impls, outputs) in enumerate(
+                    zip(sweeps, tagged, implementations, evaluated, strict=True)
                 )
                 for part in _precision.parts_of(draw)
             ]
-            for sweep, part, suffix, impls, outputs in scored:
+            for sweep, part, suffix, impls, outputs, row_norms in scored:
                 label_name = part.tag + suffix
                 scores: dict[str, dict[str, Any] | None] = {}
                 for name in impls:
@@ -465,6 +480,10 @@ def run_precision(
                     and s["label_grad"] <= grad_target
                     for s in (scores["jaxloss"], scores["forward"])
                 )
+                norm = None
+                if row_norms is not None:
+                    norm = _precision.score_norm(row_norms[part.start : part.stop], sweep, dtype)
+                    ok = ok and norm["nonfinite"] == 0 and norm["error"] <= _precision.NORM_TARGET_ULPS
                 rows.append(
                     PrecisionRow(
                         sweep.cost,
@@ -475,6 +494,7 @@ def run_precision(
                         grad_target,
                         scores,
                         ok,
+                        norm,
                     )
                 )
     return rows, curves
@@ -508,6 +528,11 @@ def _merge(rows: list[PrecisionRow]) -> list[PrecisionRow]:
             for field in ("loss", "grad", "label_grad"):
                 t[field] = max(t[field], s[field])
             t["nonfinite"] += s["nonfinite"]
+        if r.norm is not None and m.norm is not None:
+            m.norm = {
+                "error": max(m.norm["error"], r.norm["error"]),
+                "nonfinite": m.norm["nonfinite"] + r.norm["nonfinite"],
+            }
     for m in merged.values():
         for s in m.scores.values():
             if s is not None:
@@ -533,11 +558,24 @@ def format_precision_table(rows: Sequence[PrecisionRow]) -> str:
         text = f"{_short(s['loss'])}/{_short(s['grad'])}/{_short(s['label_grad'])}"
         return text + (f" nf{s['nonfinite']}" if s["nonfinite"] else "")
 
-    header = ("cost", "labels", "dtype", "n", *names, "")
+    def norm_cell(n: dict[str, Any] | None) -> str:
+        if n is None:
+            return "-"
+        return _short(n["error"]) + (f" nf{n['nonfinite']}" if n["nonfinite"] else "")
+
+    header = ("cost", "labels", "dtype", "n", *names, "grad_norms", "")
     return _table(
         header,
         [
-            (r.cost, r.labels, r.dtype, str(r.count), *(cell(r.scores.get(n)) for n in names), "ok" if r.ok else "FAIL")
+            (
+                r.cost,
+                r.labels,
+                r.dtype,
+                str(r.count),
+                *(cell(r.scores.get(n)) for n in names),
+                norm_cell(r.norm),
+                "ok" if r.ok else "FAIL",
+            )
             for r in rows
         ],
     )
@@ -643,7 +681,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(rows))
     print(
         f"\n2. precision against mpmath, {points} points a sweep and {fuzz} random rows a dtype: worst error "
-        "in ulps as loss/gradient/label gradient; nf = non-finite where the exact result is finite"
+        "in ulps as loss/gradient/label gradient; nf = non-finite where the exact result is finite; "
+        "grad_norms: the worst error of jaxloss.grad_norms, the norm of each row's gradient"
     )
     print(format_precision_table(precision_rows))
     failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
