@@ -33,8 +33,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxloss import _backend, _checks, _options, _seeds, _stats
+from jaxloss import _backend, _checks, _norms, _options, _seeds, _stats
 
 TARGET_BLOCK_BYTES = 4 * 2**20  # one block of logits: about 4 MiB
 
@@ -137,6 +138,77 @@ def local_stats(
     return stats
 
 
+def _block_seed(
+    hidden: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None,
+    labels: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    totals: _stats.LabelTotals,
+    start: Any,
+    size: int,
+) -> jax.Array:
+    """The seed :math:`\\partial\\ell/\\partial z` on the block of ``size`` classes from ``start``, shape (rows, size).
+
+    ``hidden`` in the products' dtype; ``labels`` (rows, 1) count from the first column of
+    ``weight``; ``totals`` are over the whole vocabulary.
+    """
+    raw = _logits_block(hidden, weight, bias, start, size)
+    return _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
+        raw,
+        _options.soft_cap_classes(raw, None if options is None else options.cap),
+        labels - start,
+        totals,
+        options,
+        1,
+        class_weights=_block_weights(options, start, size),
+    )
+
+
+def seed_norms(
+    hidden: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    totals: _stats.LabelTotals,
+    width: int,
+) -> jax.Array:
+    """:math:`\\lVert \\partial\\ell_n/\\partial z_n \\rVert_2` of each row, shape (rows,), in one more pass.
+
+    Each block's logits are recomputed (one more matrix product over the step) and its seed
+    formed as in the backward pass; the sum of squares is carried per row, scaled by the power
+    of two of the largest magnitude so far (``_norms.add_block``). 0 for rows that do not count.
+    """
+    hidden_p = hidden.astype(product_dtype(hidden, weight))
+
+    def body(carry: _norms.Squares, start: Any, size: int) -> _norms.Squares:
+        grad = _block_seed(hidden_p, weight, bias, labels, options, totals, start, size)
+        return _norms.add_block(carry, jnp.where(counts[:, None], jnp.abs(grad), 0.0))
+
+    start = _norms.no_squares(hidden.shape[0], totals.max.dtype)
+    return _norms.finished(_for_blocks(weight.shape[1], width, body, start, (hidden, weight, labels, counts)))
+
+
+def example_norms(seed_norm: jax.Array, hidden: jax.Array, has_bias: bool) -> jax.Array:
+    """Each example's gradient norm for (weight, bias): :math:`\\lVert g_n \\rVert \\sqrt{\\lVert h_n \\rVert^2 + [b]}`.
+
+    The gradient of :math:`\\ell_n` for the weight is the outer product :math:`h_n g_n^\\top`,
+    whose Frobenius norm is :math:`\\lVert h_n \\rVert \\lVert g_n \\rVert`, and for the bias
+    :math:`g_n`. ``hidden`` (rows, D); the norms are taken scaled (``_norms.row_norm``).
+    """
+    h = _norms.row_norm(jnp.abs(hidden.astype(seed_norm.dtype)), 1)
+    return seed_norm * (jnp.hypot(h, 1.0) if has_bias else h)
+
+
+def clip_factors(norms: jax.Array, clip_norm: jax.Array) -> jax.Array:
+    """:math:`c_n = \\min(1, C/\\lVert \\nabla_n \\rVert)`: 1 for a zero gradient, 0 for an infinite one; NaN stays."""
+    return jnp.where(
+        norms > clip_norm, clip_norm / jnp.where(norms > clip_norm, norms, 1.0), jnp.where(jnp.isnan(norms), norms, 1.0)
+    )
+
+
 def backward_blocks(
     hidden: jax.Array,
     weight: jax.Array,
@@ -161,7 +233,6 @@ def backward_blocks(
     compute = compute_dtype(hidden, weight)
     operand = product_dtype(hidden, weight)
     hidden_p = hidden.astype(operand)
-    cap = None if options is None else options.cap
 
     # Each block of the weight's gradient is complete (one float32 product over all rows), so it
     # is rounded once, to the weight's dtype, as it is written: no (D, V) float32 array is kept.
@@ -172,17 +243,7 @@ def backward_blocks(
 
     def body(carry: Any, start: Any, size: int) -> Any:
         d_hidden, d_weight, d_bias = carry
-        raw = _logits_block(hidden_p, weight, bias, start, size)
-        grad = _seeds.softmax_cross_entropy_with_integer_labels_grad_from_totals(
-            raw,
-            _options.soft_cap_classes(raw, cap),
-            labels - start,
-            totals,
-            options,
-            1,
-            class_weights=_block_weights(options, start, size),
-        )
-        grad = cotangent * grad
+        grad = cotangent * _block_seed(hidden_p, weight, bias, labels, options, totals, start, size)
         columns = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1)
         d_hidden = d_hidden + _backend.dot(grad, columns, operand=operand, compute=compute, transpose_b=True)
         d_columns = _backend.dot(hidden_p.T, grad, operand=operand, compute=compute).astype(accumulate)
@@ -218,10 +279,14 @@ def _forward(
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
     blocks: BlockPlan,
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Any]:
+    norms: bool,
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array, jax.Array], Any]:
     stats = local_stats(hidden, weight, bias, labels[:, None], options, blocks.width)
     loss, totals = _stats.label_loss(stats, options)
-    outputs = (jnp.where(counts, loss[:, 0], 0.0), *token_stats(stats, totals, counts))
+    norm = jnp.zeros_like(totals.lse[:, 0])
+    if norms:
+        norm = seed_norms(hidden, weight, bias, labels[:, None], counts, options, totals, blocks.width)
+    outputs = (jnp.where(counts, loss[:, 0], 0.0), *token_stats(stats, totals, counts), norm)
     return outputs, (hidden, weight, bias, labels, counts, options, totals)
 
 
@@ -233,16 +298,19 @@ def _primal(
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
     blocks: BlockPlan,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per-row losses of ``hidden @ weight + bias``, and the rows' lse and correctness; in the blocks of ``blocks``."""
-    return _forward(hidden, weight, bias, labels, counts, options, blocks)[0]
+    norms: bool = False,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Per-row losses of ``hidden @ weight + bias``, the rows' lse and correctness, and with
+    ``norms`` the norm of each row's seed (:func:`seed_norms`; else 0); in the blocks of ``blocks``."""
+    return _forward(hidden, weight, bias, labels, counts, options, blocks, norms)[0]
 
 
-fused = jax.custom_vjp(_primal, nondiff_argnums=(6,))
+fused = jax.custom_vjp(_primal, nondiff_argnums=(6, 7))
 
 
-def _fused_bwd(blocks: BlockPlan, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
-    # The lse and correctness outputs reach the caller behind stop_gradient: their cotangents are 0.
+def _fused_bwd(blocks: BlockPlan, norms: bool, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
+    # The lse, correctness and norm outputs reach the caller behind stop_gradient: their cotangents are 0.
+    del norms
     hidden, weight, bias, labels, counts, options, totals = residuals
     row_cotangent = jnp.where(counts, cotangents[0], 0.0).astype(totals.max.dtype)[:, None]
     d_hidden, d_weight, d_bias = backward_blocks(
@@ -292,6 +360,8 @@ class Plan(NamedTuple):
     hidden: Any
     weight: Any
     bias: Any
+    norms: bool = False  # also the norm of each example's gradient (``example_norms``)
+    clip: bool = False  # each example's gradient clipped to ``clip_norm`` (``clip_factors``)
 
 
 def _reduced_forward(
@@ -302,8 +372,9 @@ def _reduced_forward(
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
     denominator: jax.Array,
+    clip_norm: jax.Array,
     plan: Plan,
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Any]:
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array, jax.Array], Any]:
     """The reduced loss, and the gradients of the sum of the losses, ``plan.height`` rows at a time.
 
     Each block of rows holds every class, so its statistics, its loss and its seed are those of
@@ -312,6 +383,11 @@ def _reduced_forward(
     (a float32 accumulator), three matrix products in all. The reduction is the sum over
     ``denominator`` (1, or the examples' weight; 0 when that is 0, as ``jaxloss.mean``); the
     backward pass multiplies the gradients by the cotangent over it.
+
+    With ``plan.norms`` each row's gradient norm comes from its block's seed, which holds every
+    class (``example_norms``: no product more); with ``plan.clip`` each row's loss and seed are
+    multiplied by its clip factor (``clip_factors``) before they are summed, so that the
+    gradients are the clipped sums.
     """
     rows, dim = hidden.shape
     compute = compute_dtype(hidden, weight)
@@ -322,7 +398,7 @@ def _reduced_forward(
     smoothing = options is not None and options.smoothing is not None
 
     def body(carry: Any, start: Any, size: int) -> Any:
-        total, lse, correct, d_hidden, d_weight, d_bias = carry
+        total, lse, correct, norms, d_hidden, d_weight, d_bias = carry
         h_b = jax.lax.dynamic_slice_in_dim(hidden, start, size, axis=0).astype(operand)
         y_b = jax.lax.dynamic_slice_in_dim(labels, start, size)[:, None]
         kept = jax.lax.dynamic_slice_in_dim(counts, start, size)
@@ -336,7 +412,14 @@ def _reduced_forward(
             raw, capped, y_b, totals, options, 1, class_weights=class_weights
         )
         grad = jnp.where(kept[:, None], grad, 0.0)
-        total = total + jnp.sum(jnp.where(kept, loss[:, 0], 0.0))
+        loss_b = jnp.where(kept, loss[:, 0], 0.0)
+        if plan.norms:
+            norms_b = example_norms(_norms.row_norm(jnp.abs(grad), 1), h_b, bias is not None)
+            norms = jax.lax.dynamic_update_slice_in_dim(norms, norms_b, start, axis=0)
+            if plan.clip:
+                factors = clip_factors(norms_b, clip_norm)
+                grad, loss_b = factors[:, None] * grad, factors * loss_b
+        total = total + jnp.sum(loss_b)
         lse_b, correct_b = token_stats(stats, totals, kept)
         lse = jax.lax.dynamic_update_slice_in_dim(lse, lse_b, start, axis=0)
         correct = jax.lax.dynamic_update_slice_in_dim(correct, correct_b, start, axis=0)
@@ -346,20 +429,21 @@ def _reduced_forward(
         d_weight = d_weight + _backend.dot(h_t, grad, operand=operand, compute=compute)
         if d_bias is not None:
             d_bias = d_bias + jnp.sum(grad, axis=0)
-        return total, lse, correct, d_hidden, d_weight, d_bias
+        return total, lse, correct, norms, d_hidden, d_weight, d_bias
 
     carry = (
         jnp.zeros((), compute),
+        jnp.zeros((rows,), compute),
         jnp.zeros((rows,), compute),
         jnp.zeros((rows,), compute),
         jnp.zeros((rows, dim), compute),
         jnp.zeros(weight.shape, compute),
         None if bias is None else jnp.zeros(bias.shape, compute),
     )
-    total, lse, correct, d_hidden, d_weight, d_bias = _for_blocks(
+    total, lse, correct, norms, d_hidden, d_weight, d_bias = _for_blocks(
         rows, plan.height, body, carry, (hidden, weight, labels, counts)
     )
-    return (over(total, denominator), lse, correct), (d_hidden, d_weight, d_bias, denominator)
+    return (over(total, denominator), lse, correct, norms), (d_hidden, d_weight, d_bias, denominator)
 
 
 def _reduced_primal(
@@ -370,15 +454,20 @@ def _reduced_primal(
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
     denominator: jax.Array,
+    clip_norm: jax.Array,
     plan: Plan,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Without a gradient, the per-example rule's forward pass (one product), reduced."""
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Without a gradient, the per-example rule's forward pass (one product, two with norms), reduced."""
     blocks = BlockPlan("vocabulary", plan.width, hidden.shape[0])
-    loss, lse, correct = _primal(hidden, weight, bias, labels, counts, options, blocks)
-    return over(jnp.sum(loss), denominator), lse, correct
+    loss, lse, correct, norm = _primal(hidden, weight, bias, labels, counts, options, blocks, plan.norms)
+    if plan.norms:
+        norm = example_norms(norm, hidden, bias is not None)
+        if plan.clip:
+            loss = clip_factors(norm, clip_norm) * loss
+    return over(jnp.sum(loss), denominator), lse, correct, norm
 
 
-reduced = jax.custom_vjp(_reduced_primal, nondiff_argnums=(7,))
+reduced = jax.custom_vjp(_reduced_primal, nondiff_argnums=(8,))
 
 
 def _reduced_bwd(plan: Plan, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
@@ -389,6 +478,7 @@ def _reduced_bwd(plan: Plan, residuals: Any, cotangents: Any) -> tuple[Any, ...]
         (factor * d_hidden).astype(plan.hidden),
         (factor * d_weight).astype(plan.weight),
         None if d_bias is None else (factor * d_bias).astype(plan.bias),
+        None,
         None,
         None,
         None,
@@ -693,12 +783,19 @@ class TokenStats(NamedTuple):
       correct: bool, True where the label's logit is the largest (the arg-max, ties included)
         and the example counts (``where``, ``ignore_index``): the token accuracy is
         ``correct.sum() / counted``.
+      grad_norm: the Frobenius norm of each example's gradient with respect to the output
+        layer's parameters (weight, and bias where given):
+        :math:`\\lVert \\partial\\ell_n/\\partial z_n \\rVert_2 \\sqrt{\\lVert h_n \\rVert^2 + [b]}`,
+        the seed's norm from the same statistics (``jaxloss.grad_norms``'s, with the cost's
+        options), 0 where the example does not count; float32 (float64 for float64 inputs).
+        None from ``jaxloss.sharded.linear_cross_entropy``.
 
-    Neither carries a gradient (``stop_gradient``); penalise the lse with ``z_loss=``.
+    None carries a gradient (``stop_gradient``); penalise the lse with ``z_loss=``.
     """
 
     lse: jax.Array
     correct: jax.Array
+    grad_norm: jax.Array | None = None
 
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -719,6 +816,7 @@ def linear_cross_entropy(
     soft_cap: float | jax.typing.ArrayLike | None = None,
     reduction: str = "none",
     return_stats: bool = False,
+    clip_norm: float | jax.typing.ArrayLike | None = None,
 ) -> Any:
     """Softmax cross-entropy of the logits ``hidden @ weight + bias``, without storing the logits.
 
@@ -763,8 +861,19 @@ def linear_cross_entropy(
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
         ``softmax_cross_entropy_with_integer_labels``; ``weights`` has shape ``(V,)``.
       reduction: ``"none"``, ``"mean"`` or ``"sum"``.
-      return_stats: also return a :class:`TokenStats` of per-example log-sum-exp and
-        correctness, computed from the same statistics (the logits are still never stored).
+      return_stats: also return a :class:`TokenStats` of per-example log-sum-exp,
+        correctness and gradient norm, computed from the same statistics (the logits are still
+        never stored). The norms cost no matrix product more with the rows rule, and one (a
+        recomputation of the logits, block by block) with the vocabulary rule.
+      clip_norm: ``C > 0``, with ``reduction="mean"`` or ``"sum"``: the loss becomes
+        :math:`\\sum_n c_n \\ell_n` (over the same denominator), with
+        :math:`c_n = \\min(1, C/\\lVert \\nabla_n \\rVert)` for the norm of example n's gradient
+        with respect to (weight, bias) (``TokenStats.grad_norm``), held constant: its gradient
+        is the sum of the per-example gradients clipped to norm C, DP-SGD's clipping, formed
+        without per-example gradients. It clips the output layer only: differential privacy
+        needs every trained layer clipped and noise added, which this does not do (head-only
+        private fine-tuning trains this layer alone). The gradient for ``hidden`` is that of
+        the same weighted loss.
 
     Returns:
       The loss of each example with the batch shape (``reduction="none"``), or a scalar; in
@@ -785,8 +894,12 @@ def linear_cross_entropy(
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
     if not isinstance(return_stats, bool):
         raise TypeError(f"`return_stats` must be a bool, got {return_stats!r}.")
+    if clip_norm is not None and reduction == "none":
+        raise ValueError('`clip_norm` clips the summed gradient: it needs reduction="mean" or "sum".')
     h, w, classes, b, mask = validate(hidden, weight, labels, bias, where, block_size)
     compute = compute_dtype(h, w)
+    clip = jnp.ones((), compute) if clip_norm is None else clip_value(clip_norm, compute)
+    norms = return_stats or clip_norm is not None
     vocab = w.shape[1]
     options = class_options(
         compute, vocab, label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
@@ -810,30 +923,56 @@ def linear_cross_entropy(
         block_size=block_size,
     )
 
-    def blocked(operands: tuple[Any, ...], blocks: BlockPlan) -> tuple[jax.Array, jax.Array, jax.Array]:
-        hidden_, weight_, bias_, labels_, counts_, options_, denominator_ = operands
+    def blocked(operands: tuple[Any, ...], blocks: BlockPlan) -> tuple[jax.Array, ...]:
+        hidden_, weight_, bias_, labels_, counts_, options_, denominator_, clip_ = operands
         if blocks.rule == "rows":
             dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
-            steps = Plan(blocks.height, blocks.width, *dtypes)
-            return reduced(hidden_, weight_, bias_, labels_, counts_, options_, denominator_, steps)
-        losses, lse, correct = fused(hidden_, weight_, bias_, labels_, counts_, options_, blocks)
+            steps = Plan(blocks.height, blocks.width, *dtypes, norms, clip_norm is not None)
+            return reduced(hidden_, weight_, bias_, labels_, counts_, options_, denominator_, clip_, steps)
+        losses, lse, correct, norm = fused(hidden_, weight_, bias_, labels_, counts_, options_, blocks, norms)
+        if norms:
+            norm = example_norms(jax.lax.stop_gradient(norm), jax.lax.stop_gradient(hidden_), bias_ is not None)
+        if clip_norm is not None:
+            losses = jax.lax.stop_gradient(clip_factors(norm, clip_)) * losses
         if reduction == "none":
-            return losses, lse, correct
-        return over(jnp.sum(losses), denominator_), lse, correct
+            return losses, lse, correct, norm
+        return over(jnp.sum(losses), denominator_), lse, correct, norm
 
-    operands = (flat_h, w, b, flat_labels, flat_counts, options, denominator)
-    loss, lse, correct = planned(blocked, operands, plan)
+    operands = (flat_h, w, b, flat_labels, flat_counts, options, denominator, clip)
+    loss, lse, correct, norm = planned(blocked, operands, plan)
     if reduction == "none":
         loss = loss.reshape(batch)
-    return with_stats(loss, lse, correct, batch, return_stats)
+    return with_stats(loss, lse, correct, batch, return_stats, norm if norms else None)
 
 
-def with_stats(loss: jax.Array, lse: jax.Array, correct: jax.Array, batch: tuple[int, ...], wanted: bool) -> Any:
+def clip_value(clip_norm: Any, compute: Any) -> jax.Array:
+    """``clip_norm`` as a scalar of the compute dtype; a concrete one must be positive (a traced one is not checked)."""
+    value = _checks.as_array(clip_norm, "clip_norm")
+    if value.ndim or not jnp.issubdtype(value.dtype, jnp.number):
+        raise ValueError(f"`clip_norm` must be a real scalar, got {clip_norm!r}.")
+    try:
+        positive = bool(np.asarray(value > 0))
+    except jax.errors.TracerArrayConversionError:
+        positive = True
+    if not positive:
+        raise ValueError(f"`clip_norm` must be positive, got {clip_norm!r}.")
+    return value.astype(compute)
+
+
+def with_stats(
+    loss: jax.Array,
+    lse: jax.Array,
+    correct: jax.Array,
+    batch: tuple[int, ...],
+    wanted: bool,
+    grad_norm: jax.Array | None = None,
+) -> Any:
     """``loss``, or ``(loss, TokenStats)`` with the rows' statistics in the batch shape, behind ``stop_gradient``."""
     if not wanted:
         return loss
+    norm = None if grad_norm is None else jax.lax.stop_gradient(grad_norm).reshape(batch)
     return loss, TokenStats(
-        jax.lax.stop_gradient(lse).reshape(batch), (jax.lax.stop_gradient(correct) > 0).reshape(batch)
+        jax.lax.stop_gradient(lse).reshape(batch), (jax.lax.stop_gradient(correct) > 0).reshape(batch), norm
     )
 
 

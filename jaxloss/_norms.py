@@ -26,7 +26,7 @@ memory of ``jax.vmap(jax.grad(...))`` and a norm, and one array more than the co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +72,47 @@ def norm(magnitudes: Callable[[Any], jax.Array], residuals: Any, axes: Axes) -> 
     largest = jnp.max(magnitudes(_backend.accelerator_barrier(residuals)), axis=axes, keepdims=True)
     residuals, largest = _backend.accelerator_barrier((residuals, largest))
     k = scale_exponent(largest)
-    total = jnp.sum(jnp.square(scaled(magnitudes(residuals), k)), axis=axes, keepdims=True)
+    total = _scaled_sum_of_squares(magnitudes(residuals), k, axes)
     # At an infinite magnitude the scaled sum is already inf; a NaN stays NaN.
     return jnp.squeeze(scaled(jnp.sqrt(total), -k), axes)
+
+
+def _scaled_sum_of_squares(magnitudes: jax.Array, k: jax.Array, axes: Axes) -> jax.Array:
+    return jnp.sum(jnp.square(scaled(magnitudes, k)), axis=axes, keepdims=True)
+
+
+def row_norm(magnitudes: jax.Array, axis: int) -> jax.Array:
+    """:math:`\\lVert g \\rVert_2` along ``axis`` of magnitudes the caller holds (a block of rows), axis dropped."""
+    largest = jnp.max(magnitudes, axis=axis, keepdims=True)
+    k = scale_exponent(largest)
+    total = _scaled_sum_of_squares(magnitudes, k, (axis,))
+    return jnp.squeeze(scaled(jnp.sqrt(total), -k), axis)
+
+
+class Squares(NamedTuple):
+    """A sum of squares over blocks of classes, per row: the largest magnitude so far, and the
+    sum of squares scaled by its power of two (:func:`scale_exponent`), shape (rows,)."""
+
+    largest: jax.Array
+    total: jax.Array
+
+
+def no_squares(rows: int, dtype: Any) -> Squares:
+    return Squares(jnp.zeros((rows,), dtype), jnp.zeros((rows,), dtype))
+
+
+def add_block(carry: Squares, magnitudes: jax.Array) -> Squares:
+    """``carry`` with the magnitudes of one more block of classes, shape (rows, width).
+
+    When the largest magnitude grows, the sum so far is rescaled to its new power of two:
+    exactly, by a power of two (an online norm, as an online log-sum-exp rescales its sum).
+    """
+    largest = jnp.maximum(carry.largest, jnp.max(magnitudes, axis=1))
+    k_before, k = scale_exponent(carry.largest), scale_exponent(largest)
+    block = _scaled_sum_of_squares(magnitudes, k[:, None], (1,))[:, 0]
+    return Squares(largest, scaled(carry.total, 2 * (k - k_before)) + block)
+
+
+def finished(carry: Squares) -> jax.Array:
+    """The norm of each row from its :class:`Squares`."""
+    return scaled(jnp.sqrt(carry.total), -scale_exponent(carry.largest))

@@ -1,0 +1,121 @@
+"""``linear_cross_entropy``'s per-example gradient norms (``TokenStats.grad_norm``) and ``clip_norm``.
+
+In float64, against ``jax.vmap(jax.grad(...))`` of the unfused cost (the logits stored, then
+``jaxloss.reference``): every norm, and the clipped sum of the per-example gradients, with and
+without bias, with options, ``ignore_index``, ``where``, a remainder block, both rules (the
+vocabulary blocks per example, the blocks of rows with a reduction) and both reductions.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+
+N, D, V = 9, 4, 11
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    hidden = rng.normal(size=(N, D))
+    weight = 0.7 * rng.normal(size=(D, V))
+    bias = rng.normal(size=V)
+    labels = rng.integers(0, V, N).astype(np.int32)
+    return hidden, weight, bias, labels
+
+
+def _per_example(hidden, weight, bias, labels, mask=None, **options):
+    """Each example's loss gradient for (weight, bias), by vmap of grad of the unfused cost."""
+
+    def loss(w, b, h, y, keep):
+        logits = h[None] @ w + (0.0 if b is None else b[None])
+        value = jaxloss.reference.softmax_cross_entropy_with_integer_labels(logits, y[None], **options)[0]
+        return jnp.where(keep, value, 0.0)
+
+    keep = np.ones(len(labels), bool) if mask is None else mask
+    argnums = (0,) if bias is None else (0, 1)
+    grads = jax.vmap(jax.grad(loss, argnums=argnums), in_axes=(None, None, 0, 0, 0))(weight, bias, hidden, labels, keep)
+    squares = sum(jnp.sum(g.reshape(len(labels), -1) ** 2, axis=1) for g in grads)
+    return grads, jnp.sqrt(squares)
+
+
+CASES = {
+    "plain": {},
+    "options": {"label_smoothing": 0.1, "z_loss": 1e-3, "soft_cap": 5.0, "weights": np.linspace(0.5, 2.0, V)},
+    "ignore_index": {"ignore_index": 3},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_grad_norms_equal_vmap_of_grad_in_float64(case, with_bias, reduction, x64):
+    hidden, weight, bias, labels = _inputs()
+    options = dict(CASES[case])
+    if case == "ignore_index":
+        labels[[1, 5]] = 3
+    b = bias if with_bias else None
+    # block_size 4: a remainder block of 3 classes (and, with a reduction, blocks of rows)
+    _, stats = jaxloss.linear_cross_entropy(
+        hidden, weight, labels, bias=b, block_size=4, reduction=reduction, return_stats=True, **options
+    )
+    keep = labels != options.get("ignore_index", -1)
+    ref_options = {k: v for k, v in options.items() if k != "ignore_index"}
+    _, want = _per_example(hidden, weight, b, labels, keep, **ref_options)
+    np.testing.assert_allclose(stats.grad_norm, want, rtol=1e-12, atol=1e-300)
+    assert np.all(np.asarray(stats.grad_norm)[~keep] == 0.0)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("rule", ["rows", "vocabulary"])
+def test_clipped_gradient_is_the_sum_of_clipped_per_example_gradients(with_bias, reduction, rule, x64, monkeypatch):
+    """Both rules: blocks of rows (the CPU's plan with a reduction) and blocks of the vocabulary
+    with a reduction after them (an accelerator's plan, forced here: 3 blocks, a remainder)."""
+    from jaxloss import _linear
+
+    if rule == "vocabulary":
+        monkeypatch.setattr(_linear, "plan_blocks", lambda rows, *a, **k: _linear.BlockPlan("vocabulary", 4, rows))
+    block_size = 4 if rule == "rows" else None
+    hidden, weight, bias, labels = _inputs(1)
+    b = bias if with_bias else None
+    where = np.arange(N) != 2
+    grads, norms = _per_example(hidden, weight, b, labels, where)
+    clip = float(np.median(norms[where]))  # about half the examples clipped
+    factors = np.minimum(1.0, clip / np.where(norms > 0, norms, 1.0))
+    count = float(where.sum()) if reduction == "mean" else 1.0
+    want = [np.tensordot(factors, g, axes=1) / count for g in grads]
+
+    def cost(w, bb):
+        return jaxloss.linear_cross_entropy(
+            hidden, w, labels, bias=bb, where=where, block_size=block_size, reduction=reduction, clip_norm=clip
+        )
+
+    got = jax.grad(cost, argnums=(0,) if b is None else (0, 1))(weight, b)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+    # the loss is the clipped sum, over the same denominator
+    losses = jaxloss.linear_cross_entropy(hidden, weight, labels, bias=b, where=where)
+    np.testing.assert_allclose(cost(weight, b), np.sum(factors * losses) / count, rtol=1e-13)
+
+
+def test_clip_norm_needs_a_reduction_and_a_positive_value():
+    hidden, weight, _, labels = _inputs()
+    with pytest.raises(ValueError, match="clip_norm"):
+        jaxloss.linear_cross_entropy(hidden, weight, labels, clip_norm=1.0)
+    with pytest.raises(ValueError, match="clip_norm"):
+        jaxloss.linear_cross_entropy(hidden, weight, labels, reduction="sum", clip_norm=0.0)
+    with pytest.raises(ValueError, match="clip_norm"):
+        jaxloss.linear_cross_entropy(hidden, weight, labels, reduction="sum", clip_norm=np.ones(2))
+
+
+def test_norms_of_confident_rows_keep_their_digits():
+    """A row with 1 - p_l near 1e-30: its seed's squares underflow float32, its norm does not."""
+    hidden = np.eye(2, 3, dtype=np.float32) * 70.0
+    weight = np.eye(3, 5, dtype=np.float32)
+    labels = np.array([0, 1], np.int32)
+    _, stats = jaxloss.linear_cross_entropy(hidden, weight, labels, return_stats=True)
+    # logits [70, 0, 0, 0, 0]: g = p - e_0 with p_j = e^-70 / S, R/S = 4 e^-70 / S; ||g|| = e^-70 sqrt(20)
+    want = np.exp(-70.0) * np.sqrt(20.0) / (1 + 4 * np.exp(-70.0)) * 70.0
+    np.testing.assert_allclose(stats.grad_norm, [want, want], rtol=1e-6)
