@@ -181,6 +181,20 @@ def seed_norms(
     formed as in the backward pass; the sum of squares is carried per row, scaled by the power
     of two of the largest magnitude so far (``_norms.add_block``). 0 for rows that do not count.
     """
+    return _norms.finished(seed_squares(hidden, weight, bias, labels, counts, options, totals, width))
+
+
+def seed_squares(
+    hidden: jax.Array,
+    weight: jax.Array,
+    bias: jax.Array | None,
+    labels: jax.Array,
+    counts: jax.Array,
+    options: _options.SoftmaxOptions | None,
+    totals: _stats.LabelTotals,
+    width: int,
+) -> _norms.Squares:
+    """:func:`seed_norms` before the square root: the scaled sums of squares over the classes of ``weight``."""
     hidden_p = hidden.astype(product_dtype(hidden, weight))
 
     def body(carry: _norms.Squares, start: Any, size: int) -> _norms.Squares:
@@ -188,7 +202,7 @@ def seed_norms(
         return _norms.add_block(carry, jnp.where(counts[:, None], jnp.abs(grad), 0.0))
 
     start = _norms.no_squares(hidden.shape[0], totals.max.dtype)
-    return _norms.finished(_for_blocks(weight.shape[1], width, body, start, (hidden, weight, labels, counts)))
+    return _for_blocks(weight.shape[1], width, body, start, (hidden, weight, labels, counts))
 
 
 def example_norms(seed_norm: jax.Array, hidden: jax.Array, has_bias: bool) -> jax.Array:
@@ -788,7 +802,6 @@ class TokenStats(NamedTuple):
         :math:`\\lVert \\partial\\ell_n/\\partial z_n \\rVert_2 \\sqrt{\\lVert h_n \\rVert^2 + [b]}`,
         the seed's norm from the same statistics (``jaxloss.grad_norms``'s, with the cost's
         options), 0 where the example does not count; float32 (float64 for float64 inputs).
-        None from ``jaxloss.sharded.linear_cross_entropy``.
 
     None carries a gradient (``stop_gradient``); penalise the lse with ``z_loss=``.
     """

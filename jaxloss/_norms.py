@@ -116,3 +116,14 @@ def add_block(carry: Squares, magnitudes: jax.Array) -> Squares:
 def finished(carry: Squares) -> jax.Array:
     """The norm of each row from its :class:`Squares`."""
     return scaled(jnp.sqrt(carry.total), -scale_exponent(carry.largest))
+
+
+def joined(carry: Squares, axis_name: Any) -> Squares:
+    """The :class:`Squares` of every device's classes along the mesh axis: one ``pmax`` and one ``psum`` per row.
+
+    Each device's sum is rescaled to the power of two of the largest magnitude over the axis
+    (exactly) before the sum.
+    """
+    largest = jax.lax.pmax(carry.largest, axis_name)
+    rescaled = scaled(carry.total, 2 * (scale_exponent(largest) - scale_exponent(carry.largest)))
+    return Squares(largest, jax.lax.psum(rescaled, axis_name))

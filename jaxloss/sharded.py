@@ -34,7 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _linear, _options, _seeds, _stats
+from jaxloss import _checks, _linear, _norms, _options, _seeds, _stats
 
 __all__ = ["linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
 
@@ -219,11 +219,16 @@ def _linear_forward(
     options: _options.SoftmaxOptions | None,
     axis_name: Any,
     blocks: _linear.BlockPlan,
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Any]:
+    norms: bool,
+) -> tuple[tuple[jax.Array, ...], Any]:
     local, in_range = _local_labels(labels, weight.shape[1], axis_name)
     stats = _combine(_linear.local_stats(hidden, weight, None, local, options, blocks.width), in_range, axis_name)
     loss, totals = _stats.label_loss(stats, options)
-    outputs = (jnp.where(counts, loss[:, 0], 0.0), *_linear.token_stats(stats, totals, counts))
+    norm = jnp.zeros_like(totals.lse[:, 0])
+    if norms:  # one pmax and one psum of a number per row more
+        squares = _linear.seed_squares(hidden, weight, None, local, counts, options, totals, blocks.width)
+        norm = _norms.finished(_norms.joined(squares, axis_name))
+    outputs = (jnp.where(counts, loss[:, 0], 0.0), *_linear.token_stats(stats, totals, counts), norm)
     return outputs, (hidden, weight, local, counts, options, totals)
 
 
@@ -235,15 +240,19 @@ def _linear_primal(
     options: _options.SoftmaxOptions | None,
     axis_name: Any,
     blocks: _linear.BlockPlan,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    return _linear_forward(hidden, weight, labels, counts, options, axis_name, blocks)[0]
+    norms: bool,
+) -> tuple[jax.Array, ...]:
+    return _linear_forward(hidden, weight, labels, counts, options, axis_name, blocks, norms)[0]
 
 
-_linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(5, 6))
+_linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(5, 6, 7))
 
 
-def _linear_bwd(axis_name: Any, blocks: _linear.BlockPlan, residuals: Any, cotangents: Any) -> tuple[Any, ...]:
-    # The lse and correctness outputs reach the caller behind stop_gradient: their cotangents are 0.
+def _linear_bwd(
+    axis_name: Any, blocks: _linear.BlockPlan, norms: bool, residuals: Any, cotangents: Any
+) -> tuple[Any, ...]:
+    # The lse, correctness and norm outputs reach the caller behind stop_gradient: their cotangents are 0.
+    del norms
     hidden, weight, local, counts, options, totals = residuals
     row_cotangent = jnp.where(counts, cotangents[0], 0.0).astype(totals.max.dtype)[:, None]
     d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, options, totals, row_cotangent, blocks)
@@ -271,6 +280,7 @@ def linear_cross_entropy(
     soft_cap: float | jax.typing.ArrayLike | None = None,
     reduction: str = "none",
     return_stats: bool = False,
+    clip_norm: float | jax.typing.ArrayLike | None = None,
 ) -> Any:
     """``jaxloss.linear_cross_entropy`` with the weight's columns split over the mesh axis ``axis_name``.
 
@@ -295,8 +305,14 @@ def linear_cross_entropy(
         ``"mean"`` divides by the weight of the examples that count (their number, or with
         ``weights`` the sum of their labels' weights, one ``psum`` of N numbers more), 0 when
         nothing counts. Each device runs the per-example rule, then reduces.
-      return_stats: also return a ``jaxloss.TokenStats`` of per-example log-sum-exp and
-        correctness over the whole vocabulary, from the joined statistics (nothing more is sent).
+      return_stats: also return a ``jaxloss.TokenStats`` of per-example log-sum-exp,
+        correctness and gradient norm over the whole vocabulary, from the joined statistics.
+        The norm (as ``jaxloss.linear_cross_entropy``'s, for this layer's whole weight) takes
+        one more pass over each device's blocks and one ``pmax`` and one ``psum`` of a number
+        per token; the lse and correctness send nothing more.
+      clip_norm: as for ``jaxloss.linear_cross_entropy``: each example's loss weighted by
+        :math:`\\min(1, C/\\lVert \\nabla_n \\rVert)`, the norm over the whole weight, so that
+        the gradient is the clipped sum (the same communication as the norms).
 
     Returns:
       The loss of each example (``reduction="none"``), or a scalar, identical on every device
@@ -318,10 +334,14 @@ def linear_cross_entropy(
         raise ValueError(f"`reduction` must be one of {_linear.REDUCTIONS}, got {reduction!r}.")
     if not isinstance(return_stats, bool):
         raise TypeError(f"`return_stats` must be a bool, got {return_stats!r}.")
+    if clip_norm is not None and reduction == "none":
+        raise ValueError('`clip_norm` clips the summed gradient: it needs reduction="mean" or "sum".')
     h, w, classes, _, mask = _linear.validate(hidden, weight, labels, None, where, block_size)
     batch = h.shape[:-1]
     rows = math.prod(batch)
     compute = _linear.compute_dtype(h, w)
+    clip = None if clip_norm is None else _linear.clip_value(clip_norm, compute)
+    norms = return_stats or clip is not None
     options = _linear.class_options(
         compute, w.shape[1], label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
@@ -339,11 +359,16 @@ def linear_cross_entropy(
         block_size=block_size,
     )
 
-    def blocked(operands: tuple[Any, ...], blocks: _linear.BlockPlan) -> tuple[jax.Array, jax.Array, jax.Array]:
-        return _linear_rule(*operands, axis_name, blocks)
+    def blocked(operands: tuple[Any, ...], blocks: _linear.BlockPlan) -> tuple[jax.Array, ...]:
+        return _linear_rule(*operands, axis_name, blocks, norms)
 
-    operands = (h.reshape(rows, h.shape[-1]), w, flat_classes, flat_counts, options)
-    loss, lse, correct = _linear.planned(blocked, operands, plan)
+    flat_h = h.reshape(rows, h.shape[-1])
+    operands = (flat_h, w, flat_classes, flat_counts, options)
+    loss, lse, correct, norm = _linear.planned(blocked, operands, plan)
+    if norms:
+        norm = _linear.example_norms(jax.lax.stop_gradient(norm), jax.lax.stop_gradient(flat_h), False)
+    if clip is not None:
+        loss = jax.lax.stop_gradient(_linear.clip_factors(norm, clip)) * loss
     if reduction == "none":
         loss = loss.reshape(batch)
     else:
@@ -351,7 +376,7 @@ def linear_cross_entropy(
         if reduction == "mean":
             denominator = _example_weight(flat_classes, flat_counts, options, compute, w.shape[1], axis_name)
         loss = _linear.over(jnp.sum(loss), denominator)
-    return _linear.with_stats(loss, lse, correct, batch, return_stats)
+    return _linear.with_stats(loss, lse, correct, batch, return_stats, norm if norms else None)
 
 
 def _example_weight(

@@ -337,3 +337,48 @@ def test_sharded_linear_rejects_an_unknown_reduction():
         sharded.linear_cross_entropy(
             jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.array([0, 1]), axis_name="v", reduction="avg"
         )
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"label_smoothing": 0.1, "z_loss": 1e-2, "soft_cap": 5.0}], ids=["plain", "options"]
+)
+def test_sharded_grad_norms_and_clipping_equal_one_device_in_float64(options, x64):
+    """TokenStats.grad_norm and clip_norm on 4 vocabulary shards (and 2 batch shards) equal the
+    single-device cost's: the norms over the whole weight, the clipped gradient summed."""
+    mesh = _mesh()
+    _, labels, hidden, weight, keep = _inputs(3)
+    hidden, weight = hidden.astype(np.float64), weight.astype(np.float64)
+    clip = 2.0
+
+    def stats(h, w, y, k):
+        _, s = sharded.linear_cross_entropy(h, w, y, axis_name="v", where=k, block_size=5, return_stats=True, **options)
+        return s.grad_norm
+
+    specs = (P("b", None), P(None, "v"), P("b"), P("b"))
+    norms = jax.jit(jax.shard_map(stats, mesh=mesh, in_specs=specs, out_specs=P("b")))(
+        _put(mesh, hidden, specs[0]),
+        _put(mesh, weight, specs[1]),
+        _put(mesh, labels, specs[2]),
+        _put(mesh, keep, specs[3]),
+    )
+    _, want = jaxloss.linear_cross_entropy(hidden, weight, labels, where=keep, return_stats=True, **options)
+    np.testing.assert_allclose(norms, want.grad_norm, rtol=1e-12)
+    assert 0 < np.sum(np.asarray(want.grad_norm) > clip) < np.sum(keep)  # some clipped, some not
+
+    def clipped(h, w, y, k):
+        loss = sharded.linear_cross_entropy(
+            h, w, y, axis_name="v", where=k, block_size=5, reduction="sum", clip_norm=clip, **options
+        )
+        return jax.lax.psum(loss, "b")
+
+    grad = jax.jit(jax.grad(jax.shard_map(clipped, mesh=mesh, in_specs=specs, out_specs=P()), argnums=1))(
+        _put(mesh, hidden, specs[0]),
+        _put(mesh, weight, specs[1]),
+        _put(mesh, labels, specs[2]),
+        _put(mesh, keep, specs[3]),
+    )
+
+    def single(w):
+        return jaxloss.linear_cross_entropy(hidden, w, labels, where=keep, reduction="sum", clip_norm=clip, **options)
+
+    np.testing.assert_allclose(grad, jax.grad(single)(weight), rtol=1e-11, atol=1e-13)
