@@ -1014,6 +1014,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "float32 and bfloat16 on an accelerator)",
     )
     parser.add_argument("--no-anchors", action="store_true", help="--lm-head without torch's anchors")
+    parser.add_argument(
+        "--per-example",
+        action="store_true",
+        help="per-example gradient norms and clipping (jaxloss.grad_norms, TokenStats.grad_norm, clip_norm) "
+        "beside vmap(grad), and the fused head's step with them against its plain step",
+    )
     from jaxloss.tools import accelerators
 
     parser.add_argument(
@@ -1035,6 +1041,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         return lm_head_main(args, argv)
     started = time.perf_counter()
+    if args.per_example:
+        from jaxloss.tools import per_example
+
+        print(per_example.run(args.quick, args.repeats or (5 if args.quick else 7)), flush=True)
+        return 0
     if args.sharded:
         jax.config.update("jax_num_cpu_devices", 8)  # before the backend starts; CPU only
         print(sharded_communication(4096, 512, 32768))
