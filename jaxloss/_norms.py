@@ -43,8 +43,8 @@ def _power_of_two(exponent: jax.Array, dtype: Any) -> jax.Array:
     mantissa = info.nmant
     bias = info.maxexp - 1
     uint = jnp.uint32 if bits == 32 else jnp.uint64
-    n = jnp.clip(exponent, info.minexp, info.maxexp - 1).astype(uint)
-    return jax.lax.bitcast_convert_type((n + bias) << mantissa, dtype)
+    biased = (jnp.clip(exponent, info.minexp, info.maxexp - 1) + bias).astype(uint)  # in [1, 2 bias]
+    return jax.lax.bitcast_convert_type(biased << mantissa, dtype)
 
 
 def scale_exponent(largest: jax.Array) -> jax.Array:
@@ -64,8 +64,8 @@ def norm(magnitudes: Callable[[Any], jax.Array], residuals: Any, axes: Axes) -> 
 
     ``magnitudes`` recomputes :math:`|g|` from ``residuals`` (the seed of a rule); it runs twice,
     behind barriers on an accelerator, so that each pass recomputes it rather than reading a
-    stored copy. A NaN
-    magnitude gives NaN, an infinite one (and no NaN) gives ``inf``, a row of zeros 0.
+    stored copy. A NaN magnitude gives NaN, an infinite one (and no NaN) gives ``inf``, a row of
+    zeros 0.
     """
     if not axes:
         return magnitudes(residuals)
