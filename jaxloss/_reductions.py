@@ -22,14 +22,23 @@ def mean(
     The losses already carry their weights (``weights=`` of a cost); the weights here only count
     the examples, as torch's weighted cross-entropy does: pass ``weights=class_weights[labels]``
     with integer labels. Without ``weights`` each example counts 1, which makes this the mean
-    over the kept examples (ignored labels, padding). When nothing is kept, or the kept weights
-    sum to 0, the mean is 0, not NaN, and so is its gradient. Dropped losses are never read, so
+    over the kept examples (ignored labels, padding). When nothing is kept, or every kept weight
+    is 0, the mean is 0, not NaN, and so is its gradient. Dropped losses are never read, so
     a NaN there does not leak.
+
+    Weights count examples, so they must be non-negative: a concrete negative weight raises
+    ``ValueError`` (weights that cancel, such as ``[1, -1]``, would otherwise report two kept
+    examples as none), and a traced one makes the mean NaN, the options' convention. torch
+    accepts negative class weights and divides by their sum; this does not.
 
     Args:
       losses: floating per-example losses, any shape.
       where: optional boolean mask, broadcastable with ``losses``: which examples count.
-      weights: optional per-example weights, broadcastable with ``losses``: how much each counts.
+      weights: optional non-negative per-example weights, broadcastable with ``losses``: how
+        much each counts.
+
+    Raises:
+      ValueError: a concrete negative weight.
 
     Returns:
       A scalar, in the dtype of ``losses``.
@@ -58,6 +67,14 @@ def mean(
         _checks.require_real(scale, "weights")
         shape = _checks.broadcast_shape(np.broadcast_to(np.empty((), bool), shape), scale, ("losses", "weights"))
         scale = scale.astype(values.dtype)
+        negative = jnp.any(scale < 0)
+        try:
+            concrete = bool(np.asarray(negative))
+        except jax.errors.TracerArrayConversionError:
+            scale = jnp.where(negative, jnp.nan, scale)  # traced: NaN, the options' convention
+        else:
+            if concrete:
+                raise ValueError(f"`weights` must be non-negative: they count the examples, got {weights!r}.")
     values, kept, scale = (jnp.broadcast_to(a, shape) for a in (values, kept, scale))
     total_weight = jnp.sum(jnp.where(kept, scale, 0.0))
     total = jnp.sum(jnp.where(kept, values, 0.0))

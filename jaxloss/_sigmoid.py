@@ -44,9 +44,10 @@ def _pos_weighted_loss(logits: jax.Array, labels: jax.Array, pos_weight: jax.Arr
     """:math:`w_+ y\\,\\mathrm{sp}(-z) + (1 - y)\\,\\mathrm{sp}(z)`, torch's ``pos_weight``, non-negative terms.
 
     Each term is exactly 0 where its label factor is 0, so infinite logits with the matching hard
-    label cost 0.
+    label cost 0; but a NaN (or infinite) ``pos_weight`` gives NaN there too, as the literal
+    formula (``jaxloss.reference``) and torch do: NaN in, NaN out, for every element it weighs.
     """
-    positive = jnp.where(labels == 0, 0.0, pos_weight * labels * _compensated.softplus(-logits))
+    positive = jnp.where(labels == 0, 0.0 * pos_weight, pos_weight * labels * _compensated.softplus(-logits))
     negative = jnp.where(labels == 1, 0.0, (1.0 - labels) * _compensated.softplus(logits))
     return positive + negative
 
@@ -184,7 +185,8 @@ def sigmoid_binary_cross_entropy(
       label_smoothing: ε in [0, 1]: the labels become (1 - ε) y + ε/2, as in Keras.
       weights: per-element weights, broadcastable to the logits: the loss is w times the loss.
       pos_weight: the weight of the positive term, broadcastable to the logits:
-        -[w₊ y log σ(z) + (1 - y) log(1 - σ(z))], torch's ``pos_weight``.
+        -[w₊ y log σ(z) + (1 - y) log(1 - σ(z))], torch's ``pos_weight``. A NaN weight gives a
+        NaN loss and gradient for every element it weighs, whatever its label.
       soft_cap: c > 0: the logits pass through c tanh(z/c) first, as in Gemma 2.
 
     Returns:

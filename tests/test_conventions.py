@@ -157,3 +157,34 @@ def test_probabilities_outside_zero_one_give_nan(namespace):
         loss = np.asarray(getattr(ns, name)(probs, labels))
         assert np.isnan(loss[:3]).all() if loss.ndim == 1 else np.isnan(loss[:3]).any(-1).all(), (name, loss)
         assert np.isfinite(loss[3]).all(), (name, loss)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("traced", [False, True])
+def test_a_nan_pos_weight_gives_nan_for_every_element_it_weighs(namespace, traced):
+    """NaN in, NaN out: where the label is 0 too (its term is 0 * w+, as in the literal formula and
+    torch), in the loss and in both gradients, in every namespace."""
+    cost = NAMESPACES[namespace].sigmoid_binary_cross_entropy
+    logits, labels = jnp.array([0.5, -1.0, 2.0]), jnp.array([0.0, 1.0, 0.3])
+
+    def loss(z, y, p):
+        return cost(z, y, pos_weight=p)
+
+    run = jax.jit(loss) if traced else loss
+    assert np.all(np.isnan(run(logits, labels, jnp.nan)))
+    grads = jax.grad(lambda z, y: jnp.sum(loss(z, y, jnp.nan)), argnums=(0, 1))(logits, labels)
+    assert all(np.all(np.isnan(g)) for g in grads)
+    # a finite weight leaves the y = 0 element its plain loss
+    np.testing.assert_allclose(run(logits, labels, 2.0)[0], jax.nn.softplus(0.5), rtol=1e-6)
+
+
+def test_mean_weights_count_examples_and_must_not_be_negative():
+    """Weights that cancel ([1, -1]) would report two kept examples as none: a concrete negative
+    weight raises, a traced one gives NaN; all-zero kept weights are the empty mean, 0."""
+    losses = jnp.array([1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match="`weights` must be non-negative"):
+        jaxloss.mean(losses, weights=jnp.array([1.0, -1.0, 0.0, 0.0]))
+    traced = jax.jit(lambda w: jaxloss.mean(losses, weights=w))
+    assert np.isnan(traced(jnp.array([1.0, -1.0, 0.0, 0.0])))
+    assert float(traced(jnp.array([0.0, 0.0, 0.0, 0.0]))) == 0.0
+    assert float(jaxloss.mean(losses, weights=jnp.array([1.0, 1.0, 0.0, 2.0]))) == 2.5
