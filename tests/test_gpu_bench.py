@@ -135,7 +135,8 @@ def test_device_check_dry_run_lists_each_step_and_runs_nothing(tmp_path, capsys,
     lines = capsys.readouterr().out.splitlines()
     assert not out.exists()  # nothing ran, nothing was written
     commands = {line.split(" ", 1)[0]: line for line in lines[1:]}
-    assert list(commands) == ["describe", "verify", "lm-head", "verify-full", "bench"]
+    assert list(commands) == ["describe", "verify", "lm-head", "per-example", "verify-full", "bench"]
+    assert " -m jaxloss bench --per-example" in commands["per-example"] and "--json" not in commands["per-example"]
     assert " -m jaxloss verify " in commands["verify"] and " --full " in commands["verify-full"]
     assert " -m jaxloss bench --lm-head " in commands["lm-head"] and " -m jaxloss bench " in commands["bench"]
     for name in ("verify", "lm-head", "verify-full", "bench"):

@@ -9,8 +9,10 @@ the rest:
 3. ``lm-head``: ``jaxloss bench --lm-head``, the LM head at Llama 3's sizes beside optax and torch's anchors
    (torch, ``torch.compile``, Liger-Kernel, Cut Cross-Entropy), then the isolated cost at 8192x32768 and
    8192x128256;
-4. ``verify-full``: ``jaxloss verify --full`` (bfloat16 and float16 too);
-5. ``bench``: ``jaxloss bench``, last: its tables are the least new, and when its time runs out it still prints
+4. ``per-example``: ``jaxloss bench --per-example``, the per-example gradient norms and clipping beside
+   ``vmap(grad)``, and the fused head's step with them against its plain step;
+5. ``verify-full``: ``jaxloss verify --full`` (bfloat16 and float16 too);
+6. ``bench``: ``jaxloss bench``, last: its tables are the least new, and when its time runs out it still prints
    and saves the rows measured so far.
 
 Each step writes ``NAME.txt`` (its output), ``NAME.log`` (its progress, on stderr) and, but ``describe``,
@@ -87,7 +89,7 @@ def steps(quick: bool = False) -> list[Step]:
 
     Example:
         >>> [step.name for step in steps()]
-        ['describe', 'verify', 'lm-head', 'verify-full', 'bench']
+        ['describe', 'verify', 'lm-head', 'per-example', 'verify-full', 'bench']
     """
     describe = Step("describe", ("jaxloss.tools.device_check", "--describe"), 60, "all", json=False)
     if quick:
@@ -100,6 +102,7 @@ def steps(quick: bool = False) -> list[Step]:
                 120,
                 "all",
             ),
+            Step("per-example", ("jaxloss", "bench", "--per-example", "--quick", "--repeats", "2"), 120, "all", False),
             Step(
                 "verify-full",
                 ("jaxloss", "verify", "--full", "--cost", QUICK_COST, "--dtype", "bfloat16"),
@@ -112,6 +115,7 @@ def steps(quick: bool = False) -> list[Step]:
         describe,
         Step("verify", ("jaxloss", "verify"), 150, "verdict"),
         Step("lm-head", ("jaxloss", "bench", "--lm-head"), 210, "all"),
+        Step("per-example", ("jaxloss", "bench", "--per-example"), 90, "all", json=False),
         Step("verify-full", ("jaxloss", "verify", "--full"), 180, "verdict"),
         Step("bench", ("jaxloss", "bench"), 180),
     ]
