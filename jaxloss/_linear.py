@@ -217,10 +217,11 @@ def example_norms(seed_norm: jax.Array, hidden: jax.Array, has_bias: bool) -> ja
 
 
 def clip_factors(norms: jax.Array, clip_norm: jax.Array) -> jax.Array:
-    """:math:`c_n = \\min(1, C/\\lVert \\nabla_n \\rVert)`: 1 for a zero gradient, 0 for an infinite one; NaN stays."""
-    return jnp.where(
-        norms > clip_norm, clip_norm / jnp.where(norms > clip_norm, norms, 1.0), jnp.where(jnp.isnan(norms), norms, 1.0)
-    )
+    """:math:`c_n = \\min(1, C/\\lVert \\nabla_n \\rVert)`: 1 for a zero gradient (C/0 is inf), 0 for an infinite one.
+
+    A NaN norm, or a NaN ``clip_norm`` (a traced one out of range), gives NaN.
+    """
+    return jnp.minimum(1.0, clip_norm / norms)
 
 
 def backward_blocks(
@@ -959,17 +960,20 @@ def linear_cross_entropy(
 
 
 def clip_value(clip_norm: Any, compute: Any) -> jax.Array:
-    """``clip_norm`` as a scalar of the compute dtype; a concrete one must be positive (a traced one is not checked)."""
+    """``clip_norm`` as a real scalar of the compute dtype: a concrete one must be positive, and a
+    traced one that is not makes the loss NaN (the options' convention)."""
     value = _checks.as_array(clip_norm, "clip_norm")
-    if value.ndim or not jnp.issubdtype(value.dtype, jnp.number):
-        raise ValueError(f"`clip_norm` must be a real scalar, got {clip_norm!r}.")
+    _checks.require_real(value, "clip_norm")
+    if value.ndim:
+        raise ValueError(f"`clip_norm` must be a scalar, got shape {value.shape}.")
+    value = value.astype(compute)
     try:
         positive = bool(np.asarray(value > 0))
     except jax.errors.TracerArrayConversionError:
-        positive = True
+        return jnp.where(value > 0, value, jnp.nan)
     if not positive:
         raise ValueError(f"`clip_norm` must be positive, got {clip_norm!r}.")
-    return value.astype(compute)
+    return value
 
 
 def with_stats(

@@ -108,6 +108,11 @@ def test_clip_norm_needs_a_reduction_and_a_positive_value():
         jaxloss.linear_cross_entropy(hidden, weight, labels, reduction="sum", clip_norm=0.0)
     with pytest.raises(ValueError, match="clip_norm"):
         jaxloss.linear_cross_entropy(hidden, weight, labels, reduction="sum", clip_norm=np.ones(2))
+    with pytest.raises((TypeError, ValueError), match="clip_norm"):
+        jaxloss.linear_cross_entropy(hidden, weight, labels, reduction="sum", clip_norm=1j)
+    # traced: a non-positive value cannot raise, and makes the loss NaN
+    traced = jax.jit(lambda c: jaxloss.linear_cross_entropy(hidden, weight, labels, reduction="sum", clip_norm=c))
+    assert np.isnan(traced(-1.0)) and np.isfinite(traced(1.0))
 
 
 def test_norms_of_confident_rows_keep_their_digits():
