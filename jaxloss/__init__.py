@@ -6,6 +6,8 @@ forward mode) and :mod:`jaxloss.reference` the article's literal formulas, diffe
 autodiff. The logit-space names, arguments and per-example outputs are those of ``optax.losses``.
 """
 
+from importlib import metadata as _metadata
+
 from jaxloss import forward as forward
 from jaxloss import grad_norms as grad_norms
 from jaxloss import reference as reference
@@ -27,7 +29,10 @@ from jaxloss._softmax import safe_softmax_cross_entropy as safe_softmax_cross_en
 from jaxloss._softmax import softmax_cross_entropy as softmax_cross_entropy
 from jaxloss._softmax import softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels
 
-__version__ = "0.1.0"
+try:  # written once, in pyproject.toml
+    __version__ = _metadata.version("jaxloss")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "TokenStats",

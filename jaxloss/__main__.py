@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from jaxloss.tools.run_info import machine, versions
+
+__all__ = ["machine", "main", "versions"]
+
 USAGE = """usage: jaxloss {verify,bench} [options]
        jaxloss --version
 
@@ -17,34 +21,6 @@ commands:
 options:
   -h, --help  show this message
   --version   print the versions of jaxloss, jax and jaxlib"""
-
-
-def versions() -> str:
-    """The versions of jaxloss, jax and jaxlib, on one line."""
-    import jax
-    import jaxlib
-
-    import jaxloss
-
-    return f"jaxloss {jaxloss.__version__} (jax {jax.__version__}, jaxlib {jaxlib.__version__})"
-
-
-def machine() -> str:
-    """The host's processor and core count, and the accelerator JAX sees, on one line."""
-    import os
-    import platform
-
-    import jax
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    device = jax.devices()[0]
-    accelerator = "" if device.platform == "cpu" else f", {device.device_kind}"
-    return f"{model}, {os.cpu_count()} cores{accelerator}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

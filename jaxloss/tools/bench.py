@@ -49,6 +49,7 @@ import jax.numpy as jnp
 
 import jaxloss
 from jaxloss import forward, reference
+from jaxloss.tools import run_info
 
 # --- the simple closed-form baseline ("plain") ------------------------------------------
 
@@ -906,18 +907,7 @@ def _interruptible() -> None:
 
 
 def _write_json(path: str, argv: Sequence[str] | None, started: float, **fields: Any) -> None:
-    from jaxloss.__main__ import machine, versions
-
-    device = jax.devices()[0]
-    record = {
-        "versions": versions(),
-        "machine": machine(),
-        "command": "jaxloss bench " + " ".join(sys.argv[2:] if argv is None else argv),
-        "seconds": time.perf_counter() - started,
-        "backend": device.platform,
-        "device": device.device_kind,
-        **fields,
-    }
+    record = {**run_info.header("jaxloss bench", argv, started), **fields}
     with open(path, "w") as f:
         json.dump(record, f, indent=1)
 

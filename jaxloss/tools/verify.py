@@ -41,6 +41,7 @@ import numpy as np
 import jaxloss
 from jaxloss import forward, grad_norms, reference
 from jaxloss.tools import precision as _precision
+from jaxloss.tools import run_info
 
 NUM_CLASSES = 5
 ROWS = 64
@@ -688,19 +689,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [r for r in rows if not r.ok] + [r for r in precision_rows if not r.ok]
     total = len(rows) + len(precision_rows)
     if args.json:
-        from jaxloss.__main__ import machine, versions
-
         with open(args.json, "w") as f:
             json.dump(
                 {
-                    "versions": versions(),
-                    "machine": machine(),
-                    "command": "jaxloss verify " + " ".join(sys.argv[2:] if argv is None else argv),
-                    "seconds": time.perf_counter() - started,
-                    "device": jax.devices()[0].device_kind,
+                    **run_info.header("jaxloss verify", argv, started),
                     "passed": total - len(failed),
                     "failed": len(failed),
-                    "backend": jax.devices()[0].platform,
                     "agreement": [asdict(r) for r in rows],
                     "precision": [asdict(r) for r in precision_rows],
                 },
