@@ -23,8 +23,8 @@ the bfloat16 logits for the integer-label cost at 8192x32768, two logits-sized a
 Calling a rule runs the way of the namespace the public cost was called through:
 :mod:`jaxloss` a ``custom_vjp`` rule, :mod:`jaxloss.forward` a ``custom_jvp`` rule,
 :mod:`jaxloss.reference` the literal formula, and :mod:`jaxloss.grad_norms` the norm of the
-seed over ``axes`` (:meth:`Rule.grad_norm`) in place of the loss. Each public cost is one ``def``, in its family's
-module; :func:`in_namespace` makes its twin in another namespace, which selects the way for the
+seed over ``axes`` (:meth:`Rule.grad_norm`) in place of the loss. Each public cost is one
+``def``, in its family's module; :func:`in_namespace` makes its twin in another namespace, which selects the way for the
 duration of the call (when JAX traces it), so the twins share every line of validation.
 
 ``custom_vjp``: the cotangent ``g`` of the per-example loss multiplies the seed,
@@ -103,8 +103,8 @@ class Rule:
     ) -> jax.Array:
         """:math:`\\lVert \\partial\\ell/\\partial x \\rVert_2` over ``over`` (by default ``axes``): the seed's norm.
 
-        The forward pass's statistics, then the seed twice, behind barriers (``_norms.norm``):
-        nothing of the logits' size is stored. With no axes, :math:`|\\partial\\ell/\\partial x|`
+        The forward pass's statistics, then the seed twice (``_norms.norm``): on an accelerator
+        behind barriers, storing nothing of the logits' size; XLA-CPU writes the seed once. With no axes, :math:`|\\partial\\ell/\\partial x|`
         element-wise. ``where`` (the shape of ``x``) leaves elements out of an element-wise
         cost summed over ``over`` (``_sigmoid.summed_over``).
         """
