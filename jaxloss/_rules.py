@@ -104,9 +104,10 @@ class Rule:
         """:math:`\\lVert \\partial\\ell/\\partial x \\rVert_2` over ``over`` (by default ``axes``): the seed's norm.
 
         The forward pass's statistics, then the seed twice (``_norms.norm``): on an accelerator
-        behind barriers, storing nothing of the logits' size; XLA-CPU writes the seed once. With no axes, :math:`|\\partial\\ell/\\partial x|`
-        element-wise. ``where`` (the shape of ``x``) leaves elements out of an element-wise
-        cost summed over ``over`` (``_sigmoid.summed_over``).
+        behind barriers, storing nothing of the logits' size; XLA-CPU writes the seed once. With
+        no axes, :math:`|\\partial\\ell/\\partial x|` element-wise. ``where`` (the shape of
+        ``x``) leaves elements out of an element-wise cost summed over ``over``
+        (``_sigmoid.summed_over``).
         """
         over = axes if over is None else over
         residuals = self.forward(x, y, aux, axes)[1]
