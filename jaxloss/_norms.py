@@ -127,3 +127,94 @@ def joined(carry: Squares, axis_name: Any) -> Squares:
     largest = jax.lax.pmax(carry.largest, axis_name)
     rescaled = scaled(carry.total, 2 * (scale_exponent(largest) - scale_exponent(carry.largest)))
     return Squares(largest, jax.lax.psum(rescaled, axis_name))
+
+
+# --- examples of several tokens: the Gram matrix of their seeds ----------------------------------
+
+
+class Grams(NamedTuple):
+    """Per sequence of T tokens, the Gram matrix of their seeds over blocks of classes.
+
+    :math:`G_{tu} = 2^{k_t + k_u} \\sum_j g_{tj} g_{uj}`, each token scaled by the power of two
+    :math:`2^{k_t}` of its largest magnitude so far (:func:`scale_exponent`), as :class:`Squares`
+    scales a row: its diagonal is their ``total``.
+
+    Attributes:
+      largest: :math:`\\max_j |g_{tj}|` so far, shape (sequences, T).
+      gram: the scaled Gram matrices, shape (sequences, T, T).
+    """
+
+    largest: jax.Array
+    gram: jax.Array
+
+
+def no_grams(sequences: int, length: int, dtype: Any) -> Grams:
+    return Grams(jnp.zeros((sequences, length), dtype), jnp.zeros((sequences, length, length), dtype))
+
+
+def _pair_scaled(gram: jax.Array, k: jax.Array) -> jax.Array:
+    """``gram`` times :math:`2^{k_t + k_u}` at (t, u), exactly; ``k`` has shape (sequences, T)."""
+    return scaled(gram, k[:, :, None] + k[:, None, :])
+
+
+def add_gram_block(carry: Grams, seeds: jax.Array) -> Grams:
+    """``carry`` with one more block of classes of the seeds, shape (sequences, T, width), signed.
+
+    Where a token's largest magnitude grows, its row and column of the sum so far are rescaled
+    to the new power of two (exactly), then the block's scaled seeds add their T x T product.
+    """
+    largest = jnp.maximum(carry.largest, jnp.max(jnp.abs(seeds), axis=2))
+    k = scale_exponent(largest)
+    before = _pair_scaled(carry.gram, k - scale_exponent(carry.largest))
+    block = scaled(seeds, k[:, :, None])
+    product = jnp.einsum("stj,suj->stu", block, block, precision=jax.lax.Precision.HIGHEST)
+    return Grams(largest, before + product)
+
+
+def joined_grams(carry: Grams, axis_name: Any) -> Grams:
+    """The :class:`Grams` of every device's classes along the mesh axis: a ``pmax`` of T numbers and
+    a ``psum`` of T x T numbers per sequence, each device's sum rescaled first (exactly)."""
+    largest = jax.lax.pmax(carry.largest, axis_name)
+    rescaled = _pair_scaled(carry.gram, scale_exponent(largest) - scale_exponent(carry.largest))
+    return Grams(largest, jax.lax.psum(rescaled, axis_name))
+
+
+def segment_norms(grams: Grams, hidden: jax.Array, has_bias: bool, same: jax.Array) -> jax.Array:
+    """Each example's gradient norm for (weight, bias), where an example is a segment of tokens of one sequence.
+
+    .. math::
+      \\Bigl\\lVert \\sum_{t \\in s} h_t g_t^\\top \\Bigr\\rVert_F^2
+      + \\Bigl\\lVert \\sum_{t \\in s} g_t \\Bigr\\rVert^2
+      = \\sum_{t, u \\in s} (h_t \\cdot h_u + [b]) (g_t \\cdot g_u)
+
+    ``hidden`` (sequences, T, D); ``same`` (sequences, T, T): True where t and u are tokens of the
+    same example (both counted). Each token's hidden state is scaled by the power of two of its
+    largest magnitude (and 1 with a bias) as its seed is, and each example's sum by the power of
+    two of its largest token, so that no product underflows or overflows before the sum. The
+    sum may cancel (the tokens' gradients may point apart): its rounding is relative to
+    :math:`\\sum_{t,u} |h_t \\cdot h_u + [b]| |g_t \\cdot g_u|`, not to the norm. Returns shape
+    (sequences, T): every token of an example holds its norm.
+    """
+    compute = grams.gram.dtype
+    h = hidden.astype(compute)
+    top = jnp.max(jnp.abs(h), axis=2)
+    if has_bias:
+        top = jnp.maximum(top, 1.0)
+    m = scale_exponent(top)
+    h = scaled(h, m[:, :, None])
+    inner = jnp.einsum("std,sud->stu", h, h, precision=jax.lax.Precision.HIGHEST)
+    if has_bias:
+        inner = inner + _pair_scaled(jnp.ones_like(inner), m)
+    # Each token's terms carry 2^(k_t + m_t); each example's sum is taken at 2^(2 e) for its
+    # smallest such exponent e (its largest token), so every term is scaled by at most 1.
+    exponent = scale_exponent(grams.largest) + m
+    live = (grams.largest > 0) & (top > 0)
+    unset = jnp.iinfo(exponent.dtype).max
+    own = jnp.where(live, exponent, unset)
+    example = jnp.min(jnp.where(same, own[:, None, :], unset), axis=2)
+    example = jnp.where(example == unset, 0, example)
+    terms = jnp.where(same, inner * grams.gram, 0.0)
+    terms = scaled(terms, 2 * example[:, :, None] - exponent[:, :, None] - exponent[:, None, :])
+    rows = jnp.sum(terms, axis=2)
+    total = jnp.sum(jnp.where(same, rows[:, None, :], 0.0), axis=2)
+    return scaled(jnp.sqrt(jnp.maximum(total, 0.0)), -example)

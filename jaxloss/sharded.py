@@ -217,6 +217,7 @@ def _linear_forward(
     labels: jax.Array,
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
+    segments: jax.Array | None,
     axis_name: Any,
     blocks: _linear.BlockPlan,
     norms: bool,
@@ -225,9 +226,13 @@ def _linear_forward(
     stats = _combine(_linear.local_stats(hidden, weight, None, local, options, blocks.width), in_range, axis_name)
     loss, totals = _stats.label_loss(stats, options)
     norm = jnp.zeros_like(totals.lse[:, 0])
-    if norms:  # one pmax and one psum of a number per row more
+    if norms and segments is None:  # one pmax and one psum of a number per row more
         squares = _linear.seed_squares(hidden, weight, None, local, counts, options, totals, blocks.width)
         norm = _norms.finished(_norms.joined(squares, axis_name))
+    elif norms and segments is not None:  # and a psum of T x T numbers per sequence
+        length = segments.shape[1]
+        grams = _linear.seed_grams(hidden, weight, None, local, counts, options, totals, blocks.width, length)
+        norm = _linear.grouped_norms(_norms.joined_grams(grams, axis_name), hidden, False, segments, counts)
     outputs = (jnp.where(counts, loss[:, 0], 0.0), *_linear.token_stats(stats, totals, counts), norm)
     return outputs, (hidden, weight, local, counts, options, totals)
 
@@ -238,14 +243,15 @@ def _linear_primal(
     labels: jax.Array,
     counts: jax.Array,
     options: _options.SoftmaxOptions | None,
+    segments: jax.Array | None,
     axis_name: Any,
     blocks: _linear.BlockPlan,
     norms: bool,
 ) -> tuple[jax.Array, ...]:
-    return _linear_forward(hidden, weight, labels, counts, options, axis_name, blocks, norms)[0]
+    return _linear_forward(hidden, weight, labels, counts, options, segments, axis_name, blocks, norms)[0]
 
 
-_linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(5, 6, 7))
+_linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(6, 7, 8))
 
 
 def _linear_bwd(
@@ -259,7 +265,7 @@ def _linear_bwd(
     # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
     # axis (and over any other axis they are replicated on, as the weight is over a data axis).
     d_hidden = _linear.summed_like(d_hidden.astype(hidden.dtype), hidden)
-    return d_hidden, _linear.summed_like(d_weight, weight).astype(weight.dtype), None, None, None
+    return d_hidden, _linear.summed_like(d_weight, weight).astype(weight.dtype), None, None, None, None
 
 
 _linear_rule.defvjp(_linear_forward, _linear_bwd)
@@ -281,6 +287,7 @@ def linear_cross_entropy(
     reduction: str = "none",
     return_stats: bool = False,
     clip_norm: float | jax.typing.ArrayLike | None = None,
+    segment_ids: jax.typing.ArrayLike | None = None,
 ) -> Any:
     """``jaxloss.linear_cross_entropy`` with the weight's columns split over the mesh axis ``axis_name``.
 
@@ -313,6 +320,10 @@ def linear_cross_entropy(
       clip_norm: as for ``jaxloss.linear_cross_entropy``: each example's loss weighted by
         :math:`\\min(1, C/\\lVert \\nabla_n \\rVert)`, the norm over the whole weight, so that
         the gradient is the clipped sum (the same communication as the norms).
+      segment_ids: as for ``jaxloss.linear_cross_entropy``: tokens of one sequence with the
+        same id are one example. Each device forms the seeds' T x T Gram matrices over its
+        classes; joining them takes a ``pmax`` of a number per token and a ``psum`` of
+        :math:`T^2` numbers per sequence (N T numbers in all), instead of N for the tokens' norms.
 
     Returns:
       The loss of each example (``reduction="none"``), or a scalar, identical on every device
@@ -342,6 +353,7 @@ def linear_cross_entropy(
     compute = _linear.compute_dtype(h, w)
     clip = None if clip_norm is None else _linear.clip_value(clip_norm, compute)
     norms = return_stats or clip is not None
+    segments = _linear.segment_array(segment_ids, batch, norms)
     options = _linear.class_options(
         compute, w.shape[1], label_smoothing=label_smoothing, weights=weights, z_loss=z_loss, soft_cap=soft_cap
     )
@@ -363,9 +375,9 @@ def linear_cross_entropy(
         return _linear_rule(*operands, axis_name, blocks, norms)
 
     flat_h = h.reshape(rows, h.shape[-1])
-    operands = (flat_h, w, flat_classes, flat_counts, options)
+    operands = (flat_h, w, flat_classes, flat_counts, options, segments)
     loss, lse, correct, norm = _linear.planned(blocked, operands, plan)
-    if norms:
+    if norms and segments is None:
         norm = _linear.example_norms(jax.lax.stop_gradient(norm), jax.lax.stop_gradient(flat_h), False)
     if clip is not None:
         loss = jax.lax.stop_gradient(_linear.clip_factors(norm, clip)) * loss

@@ -17,6 +17,8 @@ def test_per_example_tables_hold_every_program_with_time_ratio_and_temporaries()
         "plain step",
         "step + norms",
         "step, clipped",
+        "step + norms, segments of 32",
+        "step, clipped, segments of 32",
     ]
     rows = {}
     for line in text.splitlines():

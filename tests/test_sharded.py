@@ -382,3 +382,47 @@ def test_sharded_grad_norms_and_clipping_equal_one_device_in_float64(options, x6
         return jaxloss.linear_cross_entropy(hidden, w, labels, where=keep, reduction="sum", clip_norm=clip, **options)
 
     np.testing.assert_allclose(grad, jax.grad(single)(weight), rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-2, "soft_cap": 5.0}], ids=["plain", "options"])
+def test_sharded_segment_norms_and_clipping_equal_one_device_in_float64(options, x64):
+    """segment_ids on 4 vocabulary shards (blocks of 3 classes: a remainder) and 2 batch shards of
+    whole sequences: the joined Gram matrices give the single-device cost's norms and clipping."""
+    mesh = _mesh()
+    rng = np.random.default_rng(5)
+    hidden, weight = rng.normal(size=(4, 6, D)), rng.normal(size=(D, V))
+    labels = rng.integers(0, V, (4, 6)).astype(np.int32)
+    segments = np.array([[0, 0, 0, 1, 1, 2], [3, 3, 3, 3, 3, 3], [1, 2, 1, 2, 1, 2], [0, 1, 2, 3, 4, 4]])
+    keep = np.ones((4, 6), bool)
+    keep[1, 2] = False
+    specs = (P("b", None, None), P(None, "v"), P("b", None), P("b", None), P("b", None))
+    put = [_put(mesh, a, s) for a, s in zip((hidden, weight, labels, keep, segments), specs, strict=True)]
+
+    def stats(h, w, y, k, s):
+        _, t = sharded.linear_cross_entropy(
+            h, w, y, axis_name="v", where=k, block_size=3, return_stats=True, segment_ids=s, **options
+        )
+        return t.grad_norm
+
+    norms = jax.jit(jax.shard_map(stats, mesh=mesh, in_specs=specs, out_specs=P("b", None)))(*put)
+    _, want = jaxloss.linear_cross_entropy(
+        hidden, weight, labels, where=keep, return_stats=True, segment_ids=segments, **options
+    )
+    np.testing.assert_allclose(norms, want.grad_norm, rtol=1e-12)
+    clip = float(np.median(want.grad_norm))
+    assert 0 < np.sum(np.asarray(want.grad_norm) > clip) < keep.sum()
+
+    def clipped(h, w, y, k, s):
+        loss = sharded.linear_cross_entropy(
+            h, w, y, axis_name="v", where=k, block_size=3, reduction="sum", clip_norm=clip, segment_ids=s, **options
+        )
+        return jax.lax.psum(loss, "b")
+
+    grad = jax.jit(jax.grad(jax.shard_map(clipped, mesh=mesh, in_specs=specs, out_specs=P()), argnums=1))(*put)
+
+    def single(w):
+        return jaxloss.linear_cross_entropy(
+            hidden, w, labels, where=keep, reduction="sum", clip_norm=clip, segment_ids=segments, **options
+        )
+
+    np.testing.assert_allclose(grad, jax.grad(single)(weight), rtol=1e-11, atol=1e-13)

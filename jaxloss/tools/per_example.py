@@ -8,7 +8,8 @@ with XLA's temporaries (``memory_analysis``):
 2. the fused head's per-example norms (``TokenStats.grad_norm``) and its clipped gradient
    (``clip_norm``) against ``vmap(grad)`` of the unfused head, at a size where ``vmap`` fits;
 3. the fused head's step with norms, and with clipping, against its plain step
-   (value_and_grad of the mean for the hidden states and the weight).
+   (value_and_grad of the mean for the hidden states and the weight); each with tokens as the
+   examples, and with sequences of 128 tokens as the examples (``segment_ids``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ HEAD_VMAP = (128, 64, 4096)  # tokens, width, vocabulary: vmap's per-example gra
 STEP = (2048, 512, 32768)
 STEP_QUICK = (512, 256, 8192)
 CLIP = 1.0
+SEGMENT = 128  # tokens per example in the step's segment rows
 
 
 Programs = dict[str, tuple[Callable[..., Any], tuple[Any, ...]]]
@@ -114,8 +116,29 @@ def head_programs(rows: int, dim: int, vocab: int) -> Programs:
 
 
 def step_programs(rows: int, dim: int, vocab: int) -> Programs:
-    """The fused head's value_and_grad of the mean, plain, with its norms, and clipped."""
+    """The fused head's value_and_grad of the mean, plain, with its norms, and clipped; per token
+    and per sequence of :data:`SEGMENT` tokens."""
     args = _head(rows, dim, vocab)
+    length = min(SEGMENT, rows)
+    ids = jnp.zeros((rows // length, length), jnp.int32)  # one example per sequence
+
+    def sequences(h: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return h.reshape(-1, length, h.shape[-1]), y.reshape(-1, length)
+
+    def segment_norms(h: jax.Array, w: jax.Array, y: jax.Array) -> Any:
+        def loss(h: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+            hs, ys = sequences(h, y)
+            value, stats = jaxloss.linear_cross_entropy(hs, w, ys, reduction="mean", return_stats=True, segment_ids=ids)
+            return value, stats.grad_norm
+
+        return jax.value_and_grad(loss, (0, 1), has_aux=True)(h, w)
+
+    def segments_clipped(h: jax.Array, w: jax.Array, y: jax.Array) -> Any:
+        def loss(h: jax.Array, w: jax.Array) -> jax.Array:
+            hs, ys = sequences(h, y)
+            return jaxloss.linear_cross_entropy(hs, w, ys, reduction="mean", clip_norm=CLIP, segment_ids=ids)
+
+        return jax.value_and_grad(loss, (0, 1))(h, w)
 
     def plain(h: jax.Array, w: jax.Array, y: jax.Array) -> Any:
         return jax.value_and_grad(lambda h, w: jaxloss.linear_cross_entropy(h, w, y, reduction="mean"), (0, 1))(h, w)
@@ -132,7 +155,13 @@ def step_programs(rows: int, dim: int, vocab: int) -> Programs:
             lambda h, w: jaxloss.linear_cross_entropy(h, w, y, reduction="mean", clip_norm=CLIP), (0, 1)
         )(h, w)
 
-    return {"plain step": (plain, args), "step + norms": (with_norms, args), "step, clipped": (clipped, args)}
+    return {
+        "plain step": (plain, args),
+        "step + norms": (with_norms, args),
+        "step, clipped": (clipped, args),
+        f"step + norms, segments of {length}": (segment_norms, args),
+        f"step, clipped, segments of {length}": (segments_clipped, args),
+    }
 
 
 def run(
