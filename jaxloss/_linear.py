@@ -878,6 +878,7 @@ class TokenStats(NamedTuple):
         :math:`\\lVert \\partial\\ell_n/\\partial z_n \\rVert_2 \\sqrt{\\lVert h_n \\rVert^2 + [b]}`,
         the seed's norm from the same statistics (``jaxloss.grad_norms``'s, with the cost's
         options), 0 where the example does not count; float32 (float64 for float64 inputs).
+        With ``segment_ids``, each token holds the norm of its segment's summed gradient.
 
     None carries a gradient (``stop_gradient``); penalise the lse with ``z_loss=``.
     """
