@@ -1,4 +1,5 @@
-"""The one list of the costs that every namespace holds, and the twins it makes of them."""
+"""The one list of the costs that every namespace holds (:mod:`jaxloss.forward` and
+:mod:`jaxloss.reference` name their twins one by one, so that their signatures show)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 
 import jax
 
-from jaxloss import _divergence, _probability, _rules, _sigmoid, _softmax
+from jaxloss import _divergence, _probability, _sigmoid, _softmax
 
 COSTS: tuple[Callable[..., jax.Array], ...] = (
     _sigmoid.sigmoid_binary_cross_entropy,
@@ -25,7 +26,3 @@ COSTS: tuple[Callable[..., jax.Array], ...] = (
 
 NAMES: tuple[str, ...] = tuple(cost.__name__ for cost in COSTS)
 
-
-def twins(namespace: str) -> dict[str, Callable[..., jax.Array]]:
-    """Every cost of :data:`COSTS`, by name, as its twin in ``namespace``."""
-    return {cost.__name__: _rules.in_namespace(cost, namespace) for cost in COSTS}

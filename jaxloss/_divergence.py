@@ -20,19 +20,25 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _article, _backend, _compensated, _seeds
-from jaxloss._rules import Axes, Rule, stored_pair, widen
+from jaxloss._rules import Axes, rule, stored_pair, widen
 from jaxloss._sigmoid import summed_over
 
 # --- the forward formulas, each with its seed ----------------------------------------------------
 
 
-def _forward(x: jax.Array, t: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
+# Without the residual barrier (``_backend``, rule 4): XLA-CPU then fuses the seed into one loop
+# with the forward pass's terms and writes no inputs-sized temporary (1024x4096 float32
+# value_and_grad of the mean: 43 ms and 16 MiB with the barrier, 32 ms and none without;
+# optax's 29 ms, one run interleaved).
+@rule(reference=_article.kl_divergence, guard=None)
+def _kl(x: jax.Array, t: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`t (\\log t - \\log p)`, 0 where :math:`t = 0`."""
     del aux, axes
     log_predictions, targets = widen(x), widen(t)
     return _term(log_predictions, safe_log(targets), targets, lambda d: targets * d), (x, t)
 
 
+@_kl.defseed
 def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     x, t = residuals
@@ -83,7 +89,8 @@ def _term(
     return times_target(log_targets - raised) + _backend.times_infinity(below, present)
 
 
-def _log_forward(x: jax.Array, t: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
+@rule(reference=_article.kl_divergence_with_log_targets, guard=None)
+def _log_kl(x: jax.Array, t: jax.Array, aux: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`e^{\\log t} (\\log t - \\log p)`, 0 where :math:`\\log t = -\\infty`, without a subnormal :math:`t`.
 
     The product is ``_compensated.exp_times``: a subnormal :math:`t` (few digits on a GPU, 0 as
@@ -97,6 +104,7 @@ def _log_forward(x: jax.Array, t: jax.Array, aux: Any, axes: Axes) -> tuple[jax.
     return term, (x, t)
 
 
+@_log_kl.defseed
 def _log_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     x, t = residuals
@@ -107,14 +115,6 @@ def _log_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
 def _finite_log(log_targets: jax.Array) -> jax.Array:
     """:math:`\\log t`, and a finite stand-in where it is ``-inf`` (that term is 0)."""
     return jnp.maximum(log_targets, -0.5 * jnp.finfo(log_targets.dtype).max)
-
-
-# Without the residual barrier (``_backend``, rule 4): XLA-CPU then fuses the seed into one loop
-# with the forward pass's terms and writes no inputs-sized temporary (1024x4096 float32
-# value_and_grad of the mean: 43 ms and 16 MiB with the barrier, 32 ms and none without;
-# optax's 29 ms, one run interleaved).
-_KL = Rule(_forward, _seed, _article.kl_divergence, guard=None)
-_LOG_KL = Rule(_log_forward, _log_seed, _article.kl_divergence_with_log_targets, guard=None)
 
 
 # --- the public costs ----------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def kl_divergence(
       ``optax.losses.kl_divergence``; torch's ``kl_div``.
     """
     x, t, _ = stored_pair(log_predictions, targets, "log_predictions", "targets")
-    return summed_over(_KL, x, t, None, axis, where, "log_predictions", 0.0)
+    return summed_over(_kl, x, t, None, axis, where, "log_predictions", 0.0)
 
 
 def kl_divergence_with_log_targets(
@@ -210,4 +210,4 @@ def kl_divergence_with_log_targets(
       ``optax.losses.kl_divergence_with_log_targets``; torch's ``kl_div(log_target=True)``.
     """
     x, t, _ = stored_pair(log_predictions, log_targets, "log_predictions", "log_targets")
-    return summed_over(_LOG_KL, x, t, None, axis, where, "log_predictions", 0.0)
+    return summed_over(_log_kl, x, t, None, axis, where, "log_predictions", 0.0)

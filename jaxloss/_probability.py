@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _article, _checks, _clamp, _compensated, _seeds
-from jaxloss._rules import Axes, Rule
+from jaxloss._rules import Axes, rule
 from jaxloss._sigmoid import summed_over
 
 # --- binary ----------------------------------------------------------------------------------------
@@ -27,11 +27,13 @@ def _binary_loss(probs: jax.Array, labels: jax.Array, limits: jax.Array | None) 
     return 0.0 - (pos + neg)  # +0, not -0, for a loss of nothing
 
 
-def _binary_forward(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> tuple[jax.Array, Any]:
+@rule(reference=_article.binary_cross_entropy)
+def _binary(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> tuple[jax.Array, Any]:
     del axes
     return _binary_loss(probs, labels, limits), (probs, labels, limits)
 
 
+@_binary.defseed
 def _binary_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     probs, labels, limits = residuals
@@ -42,13 +44,11 @@ def _binary_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     )
 
 
-_BINARY = Rule(_binary_forward, _binary_seed, _article.binary_cross_entropy)
-
-
 # --- categorical -----------------------------------------------------------------------------------
 
 
-def _categorical_forward(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> tuple[jax.Array, Any]:
+@rule(reference=_article.categorical_cross_entropy)
+def _categorical(probs: jax.Array, labels: jax.Array, limits: Any, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`-\\sum_j y_j \\log a_j` with ``0 log 0 = 0``; a NaN probability still gives NaN."""
     clamped = _clamp.clamp_probs(probs, upper=False, limits=limits)
     skip = (labels == 0) & ~jnp.isnan(clamped)
@@ -56,6 +56,7 @@ def _categorical_forward(probs: jax.Array, labels: jax.Array, limits: Any, axes:
     return 0.0 - jnp.sum(terms, axis=axes), (probs, labels, limits)
 
 
+@_categorical.defseed
 def _categorical_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     probs, labels, limits = residuals
@@ -64,9 +65,6 @@ def _categorical_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]
         _seeds.categorical_cross_entropy_grad_from_clamped(clamped, labels),
         _seeds.categorical_cross_entropy_labels_grad_from_clamped(clamped),
     )
-
-
-_CATEGORICAL = Rule(_categorical_forward, _categorical_seed, _article.categorical_cross_entropy)
 
 
 def _prepare(probs: Any, labels: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -114,7 +112,7 @@ def binary_cross_entropy(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLi
       binary cost J(A, Y) and dJ/dA.
     """
     a, y, limits = _prepare(probs, labels)
-    return _BINARY(a, y, limits, ())
+    return _binary(a, y, limits, ())
 
 
 def categorical_cross_entropy(
@@ -161,7 +159,7 @@ def categorical_cross_entropy(
     if mask is not None:
         a = jnp.where(mask, a, 1.0)
         y = jnp.where(mask, y, 0.0)
-    return _CATEGORICAL(a, y, limits, axes)
+    return _categorical(a, y, limits, axes)
 
 
 def multilabel_cross_entropy(
@@ -199,4 +197,4 @@ def multilabel_cross_entropy(
       multi-label cost.
     """
     a, y, limits = _prepare(probs, labels)
-    return summed_over(_BINARY, a, y, limits, axis, where, "probs", 0.5)
+    return summed_over(_binary, a, y, limits, axis, where, "probs", 0.5)

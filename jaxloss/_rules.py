@@ -20,7 +20,8 @@ compiler would have to write out, and the compiler may fuse each widening into t
 reads it: with the cast ahead of the rule, XLA-TPU (v5e, jax 0.10.2) wrote a float32 copy of
 the bfloat16 logits for the integer-label cost at 8192x32768, two logits-sized arrays.
 
-Calling a rule runs the way of the namespace the public cost was called through:
+Each rule is declared beside its formula (:func:`rule`, :meth:`Rule.defseed`). Calling a rule
+runs the way of the namespace the public cost was called through:
 :mod:`jaxloss` a ``custom_vjp`` rule, :mod:`jaxloss.forward` a ``custom_jvp`` rule,
 :mod:`jaxloss.reference` the literal formula, and :mod:`jaxloss.grad_norms` the norm of the
 seed over ``axes`` (:meth:`Rule.grad_norm`) in place of the loss. Each public cost is one
@@ -39,7 +40,7 @@ import contextlib
 import contextvars
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ParamSpec
 
 import jax
 import jax.numpy as jnp
@@ -71,22 +72,46 @@ def way(namespace: str) -> Iterator[None]:
 
 
 class Rule:
-    """One cost, differentiable in the three ways of the three namespaces."""
+    """One cost, differentiable in the three ways of the three namespaces.
+
+    Declared beside its formula, as ``jax.custom_jvp`` is, with :func:`rule` on the forward
+    formula and :meth:`defseed` on the seed right below it::
+
+        @rule(reference=_article.binary_cross_entropy)
+        def _binary(probs, labels, limits, axes):  # the stable formula: (loss, residuals)
+            ...
+
+        @_binary.defseed
+        def _binary_seed(residuals, axes):  # the closed-form seeds
+            ...
+
+    The public cost calls ``_binary(...)``: go-to-definition there lands on the formula, with
+    its seed and the article's formula named beside it.
+    """
+
+    custom_vjp: Callable[..., jax.Array]
+    custom_jvp: Callable[..., jax.Array]
+    seed: Seed
 
     def __init__(
         self,
         forward: Forward,
-        seed: Seed,
-        reference: Reference,
         *,
+        reference: Reference,
         guard: Callable[[Any], Any] | None = _backend.residual_barrier,
     ):
-        self.forward, self.seed, self.reference = forward, seed, reference
+        functools.update_wrapper(self, forward)
+        self.forward, self.reference = forward, reference
         # What the residuals pass through before the seed reads them: a barrier of ``_backend``
         # makes the seed recompute from them (rules 4 and 8); None shares freely.
-        guard = _unguarded if guard is None else guard
-        self.custom_vjp = _custom_vjp(forward, seed, guard)
-        self.custom_jvp = _custom_jvp(forward, seed, guard)
+        self.guard = _unguarded if guard is None else guard
+
+    def defseed(self, seed: Seed) -> Seed:
+        """Declares the closed-form seeds of the formula, and with them its two custom rules."""
+        self.seed = seed
+        self.custom_vjp = _custom_vjp(self.forward, seed, self.guard)
+        self.custom_jvp = _custom_jvp(self.forward, seed, self.guard)
+        return seed
 
     def __call__(self, x: jax.Array, y: jax.Array, aux: Any, axes: Axes) -> jax.Array:
         """The cost of ``x`` and ``y`` as stored (:func:`stored_pair`), in the way of the namespace."""
@@ -119,11 +144,30 @@ class Rule:
         return _norms.norm(magnitudes, residuals, over)
 
 
-def in_namespace(cost: Callable[..., jax.Array], namespace: str) -> Callable[..., jax.Array]:
-    """The twin of the public ``cost`` in ``namespace``: same signature, checks and docstring."""
+def rule(
+    *, reference: Reference, guard: Callable[[Any], Any] | None = _backend.residual_barrier
+) -> Callable[[Forward], Rule]:
+    """Makes the decorated forward formula a :class:`Rule` with the article's ``reference`` formula.
+
+    ``guard``: what the residuals pass through before the seed reads them (default: the residual
+    barrier, ``_backend`` rule 4); None shares them freely.
+    """
+
+    def declare(forward: Forward) -> Rule:
+        return Rule(forward, reference=reference, guard=guard)
+
+    return declare
+
+
+Params = ParamSpec("Params")
+
+
+def in_namespace(cost: Callable[Params, jax.Array], namespace: str) -> Callable[Params, jax.Array]:
+    """The twin of the public ``cost`` in ``namespace``: same signature (for ``inspect`` and the
+    type checker alike), checks and docstring."""
 
     @functools.wraps(cost)
-    def twin(*args: Any, **kwargs: Any) -> jax.Array:
+    def twin(*args: Params.args, **kwargs: Params.kwargs) -> jax.Array:
         with way(namespace):
             return cost(*args, **kwargs)
 

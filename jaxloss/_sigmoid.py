@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _article, _backend, _checks, _compensated, _focal, _options, _seeds
-from jaxloss._rules import NORM, Axes, Rule, current_way, stored_pair, widen
+from jaxloss._rules import NORM, Axes, Rule, current_way, rule, stored_pair, widen
 
 # --- the forward formulas ------------------------------------------------------------------------
 
@@ -66,7 +66,11 @@ def _loss_with_options(logits: jax.Array, labels: jax.Array, options: _options.S
 # --- the rules: each formula with its seed -------------------------------------------------------
 
 
-def _forward(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+# The residual barrier on every backend (``_backend.barrier``): XLA-CPU recomputes the exponentials
+# faster than it shares them (rule 4), and XLA-GPU shares them through a float32 array
+# (rule 8; 8192x32768 bfloat16 on the H200: 2.00 logits-sized arrays without, none with it).
+@rule(reference=_article.sigmoid_binary_cross_entropy, guard=_backend.barrier)
+def _sigmoid_cross_entropy(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
     del axes
     logits, labels = widen(x), widen(y)
     if options is None:
@@ -74,6 +78,7 @@ def _forward(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple[jax.
     return _loss_with_options(logits, labels, options), (x, y, options)
 
 
+@_sigmoid_cross_entropy.defseed
 def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     x, y, options = residuals
@@ -86,12 +91,6 @@ def _seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     return _seeds.sigmoid_options_grads_from_inputs(logits, labels, options)
 
 
-# The residual barrier on every backend (``_backend.barrier``): XLA-CPU recomputes the exponentials
-# faster than it shares them (rule 4), and XLA-GPU shares them through a float32 array
-# (rule 8; 8192x32768 bfloat16 on the H200: 2.00 logits-sized arrays without, none with it).
-_RULE = Rule(_forward, _seed, _article.sigmoid_binary_cross_entropy, guard=_backend.barrier)
-
-
 class FocalAux(NamedTuple):
     """The focal loss's hyperparameters (not differentiated), broadcast to the logits or scalars."""
 
@@ -99,7 +98,24 @@ class FocalAux(NamedTuple):
     gamma: jax.Array
 
 
-def _focal_forward(x: jax.Array, y: jax.Array, aux: FocalAux, axes: Axes) -> tuple[jax.Array, Any]:
+def _focal_limits(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Where the logits are infinite, and the logits with those replaced by ±(largest float)/8.
+
+    The focal formulas are read at that large finite logit, and their limits taken from there.
+    """
+    infinite = jnp.isinf(logits)
+    return infinite, jnp.where(infinite, jnp.sign(logits) * (jnp.finfo(logits.dtype).max / 8.0), logits)
+
+
+# The residual barrier on accelerators only (``_backend.accelerator_barrier``). Without it
+# XLA-CPU shares the compensated exponentials and logarithms of the forward pass with the seed
+# (rule 4). At 1024x1024 float32, value_and_grad of the mean: 224 ms and 136 MiB of temporaries
+# with the barrier, 86 ms and 40 MiB without; optax's 87 ms and 32 MiB (one run, interleaved).
+# XLA-GPU shares them through float32 arrays (rule 8): at 8192x32768 on the H200, 11.5
+# logits-sized arrays in bfloat16 and 7.0 in float32 without it (optax's 10.0 and 9.0), none
+# with it.
+@rule(reference=_article.sigmoid_focal_loss, guard=_backend.accelerator_barrier)
+def _focal_cost(x: jax.Array, y: jax.Array, aux: FocalAux, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`a_t q^\\gamma \\mathrm{ce}` from the parts of ``_focal``, the weight times a two-term factor."""
     del axes
     logits, labels = widen(x), widen(y)
@@ -119,15 +135,7 @@ def _focal_forward(x: jax.Array, y: jax.Array, aux: FocalAux, axes: Axes) -> tup
     return jnp.where(infinite & (loss != 0), jnp.inf, loss), (x, y, aux)
 
 
-def _focal_limits(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Where the logits are infinite, and the logits with those replaced by ±(largest float)/8.
-
-    The focal formulas are read at that large finite logit, and their limits taken from there.
-    """
-    infinite = jnp.isinf(logits)
-    return infinite, jnp.where(infinite, jnp.sign(logits) * (jnp.finfo(logits.dtype).max / 8.0), logits)
-
-
+@_focal_cost.defseed
 def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     del axes
     x, y, aux = residuals
@@ -139,16 +147,6 @@ def _focal_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     grad, labels_grad = _seeds.sigmoid_focal_loss_grads_from_parts(finite, labels, parts, aux.alpha, aux.gamma)
     limit = jnp.where(labels_grad == 0, 0.0, jnp.sign(labels_grad) * jnp.inf)
     return grad, jnp.where(infinite, limit, labels_grad)
-
-
-# The residual barrier on accelerators only (``_backend.accelerator_barrier``). Without it
-# XLA-CPU shares the compensated exponentials and logarithms of the forward pass with the seed
-# (rule 4). At 1024x1024 float32, value_and_grad of the mean: 224 ms and 136 MiB of temporaries
-# with the barrier, 86 ms and 40 MiB without; optax's 87 ms and 32 MiB (one run, interleaved).
-# XLA-GPU shares them through float32 arrays (rule 8): at 8192x32768 on the H200, 11.5
-# logits-sized arrays in bfloat16 and 7.0 in float32 without it (optax's 10.0 and 9.0), none
-# with it.
-_FOCAL = Rule(_focal_forward, _focal_seed, _article.sigmoid_focal_loss, guard=_backend.accelerator_barrier)
 
 
 def _prepare(logits: Any, labels: Any, options: dict[str, Any]) -> tuple[jax.Array, jax.Array, Any]:
@@ -208,7 +206,7 @@ def sigmoid_binary_cross_entropy(
     """
     options = {"label_smoothing": label_smoothing, "weights": weights, "pos_weight": pos_weight, "soft_cap": soft_cap}
     z, y, aux = _prepare(logits, labels, options)
-    return _RULE(z, y, aux, ())
+    return _sigmoid_cross_entropy(z, y, aux, ())
 
 
 def sigmoid_multilabel_cross_entropy(
@@ -260,7 +258,7 @@ def sigmoid_multilabel_cross_entropy(
     """
     options = {"label_smoothing": label_smoothing, "weights": weights, "pos_weight": pos_weight, "soft_cap": soft_cap}
     z, y, aux = _prepare(logits, labels, options)
-    return summed_over(_RULE, z, y, aux, axis, where, "logits", 0.0)
+    return summed_over(_sigmoid_cross_entropy, z, y, aux, axis, where, "logits", 0.0)
 
 
 def summed_over(
@@ -339,4 +337,4 @@ def sigmoid_focal_loss(
     computed = jax.ShapeDtypeStruct(z.shape, dtype)
     gamma_array = _options.bounded_array(gamma, "gamma", computed, 0.0, np.inf)
     alpha_array = None if alpha is None else _options.bounded_array(alpha, "alpha", computed, 0.0, 1.0)
-    return _FOCAL(z, y, FocalAux(alpha_array, gamma_array), ())
+    return _focal_cost(z, y, FocalAux(alpha_array, gamma_array), ())

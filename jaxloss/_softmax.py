@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _article, _backend, _checks, _compensated, _options, _seeds, _stats, sharded
-from jaxloss._rules import Axes, Rule, stored, stored_pair, widen
+from jaxloss._rules import Axes, rule, stored, stored_pair, widen
 
 # --- soft labels: the forward formula --------------------------------------------------------------
 
@@ -47,7 +47,8 @@ def _soft_loss_with_options(
     return loss, stats
 
 
-def _soft_forward(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
+@rule(reference=_article.softmax_cross_entropy)
+def _soft_labels(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple[jax.Array, Any]:
     logits, labels = widen(x), widen(y)
     if options is None:
         loss, stats = _soft_loss(logits, labels, axes)
@@ -56,6 +57,7 @@ def _soft_forward(x: jax.Array, y: jax.Array, options: Any, axes: Axes) -> tuple
     return loss, (x, y, options, stats)
 
 
+@_soft_labels.defseed
 def _soft_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     x, y, options, stats = residuals
     logits, labels = widen(x), widen(y)
@@ -68,13 +70,17 @@ def _soft_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     return _seeds.softmax_options_grads_from_stats(logits, capped, labels, options, stats, axes)
 
 
-_SOFT = Rule(_soft_forward, _soft_seed, _article.softmax_cross_entropy)
-
-
 # --- poly-1: the cross-entropy plus epsilon (1 - p_t) ----------------------------------------------
 
 
-def _poly_forward(x: jax.Array, y: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
+# The residual barrier on accelerators only (``_backend.accelerator_barrier``). XLA-CPU shares
+# the forward pass's work with the seed faster (rule 4): at 1024x4096 float32, value_and_grad
+# of the mean took 142 ms and 64 MiB of temporaries with a barrier, 106 ms and 32 MiB without;
+# optax's 99 ms and 32 MiB (one run, interleaved). XLA-GPU shares the loss's probabilities with
+# the seed's row sum through a float32 array (rule 8; 8192x32768 bfloat16, H200: 2.01
+# logits-sized arrays with the seed's barrier alone).
+@rule(reference=_article.poly_loss_cross_entropy, guard=_backend.accelerator_barrier)
+def _poly(x: jax.Array, y: jax.Array, epsilon: jax.Array, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`2 \\sum_j y_j (\\phi_j / 2)`, with :math:`\\phi_j = -\\log p_j + \\epsilon(1 - p_j)` the label seed.
 
     :math:`T` is summed from ``_compensated.exp_rounded``: at :math:`\\epsilon = -1` the loss of a
@@ -92,6 +98,7 @@ def _poly_forward(x: jax.Array, y: jax.Array, epsilon: jax.Array, axes: Axes) ->
     return jnp.squeeze(loss, axes), (x, y, epsilon, stats)
 
 
+@_poly.defseed
 def _poly_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     """The seed in two passes, the row sum :math:`\\sum_j y_j c_j` and then the gradient, each from the stored inputs.
 
@@ -112,15 +119,6 @@ def _poly_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, jax.Array]:
     )
 
 
-# The residual barrier on accelerators only (``_backend.accelerator_barrier``). XLA-CPU shares
-# the forward pass's work with the seed faster (rule 4): at 1024x4096 float32, value_and_grad
-# of the mean took 142 ms and 64 MiB of temporaries with a barrier, 106 ms and 32 MiB without;
-# optax's 99 ms and 32 MiB (one run, interleaved). XLA-GPU shares the loss's probabilities with
-# the seed's row sum through a float32 array (rule 8; 8192x32768 bfloat16, H200: 2.01
-# logits-sized arrays with the seed's barrier alone).
-_POLY = Rule(_poly_forward, _poly_seed, _article.poly_loss_cross_entropy, guard=_backend.accelerator_barrier)
-
-
 # --- integer labels: the forward formula -----------------------------------------------------------
 
 
@@ -131,7 +129,10 @@ class IntegerAux(NamedTuple):
     options: _options.SoftmaxOptions | None
 
 
-def _integer_forward(x: jax.Array, labels: jax.Array, aux: IntegerAux, axes: Axes) -> tuple[jax.Array, Any]:
+# Without the residual barrier (``_backend``, rule 4): XLA then fuses the seed's exponentials
+# with the forward pass's row statistics and writes no logits-sized temporary.
+@rule(reference=_article.softmax_cross_entropy_with_integer_labels, guard=None)
+def _integer_labels(x: jax.Array, labels: jax.Array, aux: IntegerAux, axes: Axes) -> tuple[jax.Array, Any]:
     """:math:`\\operatorname{lse}(z) - z_l = (M - z_l) + \\log1p(T)`, from the label statistics of ``_stats``.
 
     Without a soft cap the label's logit is gathered from the logits as stored (``stored``), not
@@ -158,6 +159,7 @@ def _integer_forward(x: jax.Array, labels: jax.Array, aux: IntegerAux, axes: Axe
     return jnp.squeeze(loss, axis), (x, labels, aux, totals)
 
 
+@_integer_labels.defseed
 def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
     x, labels, aux, totals = residuals
     (axis,) = axes
@@ -175,11 +177,6 @@ def _integer_seed(residuals: Any, axes: Axes) -> tuple[jax.Array, None]:
         class_weights=None if options is None else options.weights,
     )
     return grad, None
-
-
-# Without the residual barrier (``_backend``, rule 4): XLA then fuses the seed's exponentials
-# with the forward pass's row statistics and writes no logits-sized temporary.
-_INTEGER = Rule(_integer_forward, _integer_seed, _article.softmax_cross_entropy_with_integer_labels, guard=None)
 
 
 def _flatten_class_axes(array: jax.Array, axes: Axes) -> jax.Array:
@@ -259,7 +256,7 @@ def softmax_cross_entropy(
     if mask is not None:
         z = jnp.where(mask, z, -jnp.inf)
         y = jnp.where(mask, y, 0.0)
-    return _SOFT(z, y, options, axes)
+    return _soft_labels(z, y, options, axes)
 
 
 def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
@@ -288,7 +285,7 @@ def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.
     z, y, _ = stored_pair(logits, labels, "logits")
     axes = _checks.canonical_axes(-1, z.ndim, "logits")
     _checks.require_classes(z, axes, "logits")
-    return _SOFT(z, y, None, axes)
+    return _soft_labels(z, y, None, axes)
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -388,7 +385,7 @@ def softmax_cross_entropy_with_integer_labels(
         classes = jnp.where(classes != ignore_index, classes, 0)  # a dead row: its label must only be valid
     if mask is not None:
         mask = jnp.broadcast_to(mask, z.shape)
-    return _INTEGER(z, classes, IntegerAux(mask, options), axes)
+    return _integer_labels(z, classes, IntegerAux(mask, options), axes)
 
 
 def poly_loss_cross_entropy(
@@ -443,4 +440,4 @@ def poly_loss_cross_entropy(
     if mask is not None:
         z = jnp.where(mask, z, -jnp.inf)
         y = jnp.where(mask, y, 0.0)
-    return _POLY(z, y, eps, axes)
+    return _poly(z, y, eps, axes)

@@ -6,21 +6,37 @@ reverse mode it saves the seed (an array the size of the logits) as a residual, 
 ``custom_vjp`` rules of :mod:`jaxloss` recompute it, so prefer :mod:`jaxloss` for training.
 """
 
-from jaxloss import _costs, _rules
+from jaxloss import _divergence, _probability, _rules, _sigmoid, _softmax
 
-_TWINS = _costs.twins(_rules.JVP)
+# Each twin has its cost's signature (``_rules.in_namespace`` is typed with a ParamSpec), so
+# editors, ``inspect.signature`` and mypy see the arguments; go-to-definition on the second
+# argument reaches the cost.
+sigmoid_binary_cross_entropy = _rules.in_namespace(_sigmoid.sigmoid_binary_cross_entropy, _rules.JVP)
+sigmoid_multilabel_cross_entropy = _rules.in_namespace(_sigmoid.sigmoid_multilabel_cross_entropy, _rules.JVP)
+softmax_cross_entropy = _rules.in_namespace(_softmax.softmax_cross_entropy, _rules.JVP)
+safe_softmax_cross_entropy = _rules.in_namespace(_softmax.safe_softmax_cross_entropy, _rules.JVP)
+softmax_cross_entropy_with_integer_labels = _rules.in_namespace(
+    _softmax.softmax_cross_entropy_with_integer_labels, _rules.JVP
+)
+binary_cross_entropy = _rules.in_namespace(_probability.binary_cross_entropy, _rules.JVP)
+categorical_cross_entropy = _rules.in_namespace(_probability.categorical_cross_entropy, _rules.JVP)
+multilabel_cross_entropy = _rules.in_namespace(_probability.multilabel_cross_entropy, _rules.JVP)
+sigmoid_focal_loss = _rules.in_namespace(_sigmoid.sigmoid_focal_loss, _rules.JVP)
+poly_loss_cross_entropy = _rules.in_namespace(_softmax.poly_loss_cross_entropy, _rules.JVP)
+kl_divergence = _rules.in_namespace(_divergence.kl_divergence, _rules.JVP)
+kl_divergence_with_log_targets = _rules.in_namespace(_divergence.kl_divergence_with_log_targets, _rules.JVP)
 
-sigmoid_binary_cross_entropy = _TWINS["sigmoid_binary_cross_entropy"]
-sigmoid_multilabel_cross_entropy = _TWINS["sigmoid_multilabel_cross_entropy"]
-softmax_cross_entropy = _TWINS["softmax_cross_entropy"]
-safe_softmax_cross_entropy = _TWINS["safe_softmax_cross_entropy"]
-softmax_cross_entropy_with_integer_labels = _TWINS["softmax_cross_entropy_with_integer_labels"]
-binary_cross_entropy = _TWINS["binary_cross_entropy"]
-categorical_cross_entropy = _TWINS["categorical_cross_entropy"]
-multilabel_cross_entropy = _TWINS["multilabel_cross_entropy"]
-sigmoid_focal_loss = _TWINS["sigmoid_focal_loss"]
-poly_loss_cross_entropy = _TWINS["poly_loss_cross_entropy"]
-kl_divergence = _TWINS["kl_divergence"]
-kl_divergence_with_log_targets = _TWINS["kl_divergence_with_log_targets"]
-
-__all__ = list(_costs.NAMES)
+__all__ = [
+    "binary_cross_entropy",
+    "categorical_cross_entropy",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
+    "multilabel_cross_entropy",
+    "poly_loss_cross_entropy",
+    "safe_softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "sigmoid_multilabel_cross_entropy",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+]
