@@ -2,7 +2,7 @@
 
 Same names, signatures, validation, masks and NaN conventions as :mod:`jaxloss`, no custom rule.
 These are the baseline that the closed-form rules are compared against, including where they
-fail: the sigmoid rounds to 0 or 1 once |z| passes about 17 in float32 and the loss turns inf or
+fail: the sigmoid rounds to 0 or 1 once ``|z|`` passes about 17 in float32 and the loss turns inf or
 NaN, and the softmax overflows once a logit passes about 88.
 """
 

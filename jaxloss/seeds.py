@@ -5,17 +5,17 @@ first argument, and each ``*_labels_grad`` function the gradient with respect to
 The article's cost ``J`` is the mean over the ``m`` examples, so its seeds are these divided by
 ``m``.
 
-================================  ========================================  ===========================
-cost                              seed, per example                         article
-================================  ========================================  ===========================
-sigmoid, logit space              :math:`\\sigma(z) - y`                     dJ/dZ = (A - Y)/m
-softmax, logit space              :math:`a \\sum_p y_p - y`                  dJ/dZ = (a sum(y) - y)/m
-sigmoid, probability space        :math:`(a - y) / (a (1 - a))`             dJ/dA
-softmax, probability space        :math:`-y / a`                            dJ/dA = -(1/m) y/a
+================================  ============================================  ===========================
+cost                              seed, per example                             article
+================================  ============================================  ===========================
+sigmoid, logit space              :math:`\\sigma(z) - y`                         dJ/dZ = (A - Y)/m
+softmax, logit space              :math:`a \\sum_p y_p - y`                      dJ/dZ = (a sum(y) - y)/m
+sigmoid, probability space        :math:`(a - y) / (a (1 - a))`                 dJ/dA
+softmax, probability space        :math:`-y / a`                                dJ/dA = -(1/m) y/a
 focal (sigmoid)                   :math:`a_t q^\\gamma [(\\sigma(z) - y) + ...]`  beyond the article
-poly-1 (softmax)                  :math:`p \\sum_j y_j c_j - y c`             beyond the article
-KL, log-predictions               :math:`-t`                                beyond the article
-================================  ========================================  ===========================
+poly-1 (softmax)                  :math:`p \\sum_j y_j c_j - y c`                beyond the article
+KL, log-predictions               :math:`-t`                                    beyond the article
+================================  ============================================  ===========================
 
 The math of each seed is written once, in the private ``jaxloss._seeds``; the rules of
 :mod:`jaxloss` pair it with its cost. These functions evaluate exactly that seed through the
