@@ -25,4 +25,3 @@ COSTS: tuple[Callable[..., jax.Array], ...] = (
 )
 
 NAMES: tuple[str, ...] = tuple(cost.__name__ for cost in COSTS)
-

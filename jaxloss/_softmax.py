@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _article, _backend, _checks, _compensated, _options, _seeds, _stats, sharded
+from jaxloss import _article, _backend, _checks, _compensated, _mesh, _options, _seeds, _stats
 from jaxloss._rules import Axes, rule, stored, stored_pair, widen
 
 # --- soft labels: the forward formula --------------------------------------------------------------
@@ -153,7 +153,7 @@ def _integer_labels(x: jax.Array, labels: jax.Array, aux: IntegerAux, axes: Axes
         where=aux.where,
         class_weights=None if options is None else options.weights,
         smoothing=options is not None and options.smoothing is not None,
-        whole_row=not sharded.split_along(logits, axis),
+        whole_row=not _mesh.split_along(logits, axis),
     )
     loss, totals = _stats.label_loss(stats, options)
     return jnp.squeeze(loss, axis), (x, labels, aux, totals)

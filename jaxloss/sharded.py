@@ -34,19 +34,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _linear, _norms, _options, _seeds, _stats
+from jaxloss import _checks, _linear, _mesh, _norms, _options, _plan, _rows, _seeds, _stats, _vocabulary
 
 __all__ = ["linear_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
-
-
-def split_along(array: jax.Array, axis: int) -> bool:
-    """Whether ``array``'s type says that ``axis`` is split over mesh axes (explicit sharding).
-
-    The full-logit integer-label cost then reads the label's logit as a masked sum, which each
-    device reduces locally, instead of a gather, which would collect the logits first.
-    """
-    spec = getattr(getattr(jax.typeof(array), "sharding", None), "spec", None)
-    return spec is not None and len(spec) > axis and spec[axis] is not None
 
 
 def _combine(stats: _stats.LabelStats, in_range: jax.Array, axis_name: Any) -> _stats.LabelStats:
@@ -219,21 +209,21 @@ def _linear_forward(
     options: _options.SoftmaxOptions | None,
     segments: jax.Array | None,
     axis_name: Any,
-    blocks: _linear.BlockPlan,
+    blocks: _plan.BlockPlan,
     norms: bool,
 ) -> tuple[tuple[jax.Array, ...], Any]:
     local, in_range = _local_labels(labels, weight.shape[1], axis_name)
-    stats = _combine(_linear.local_stats(hidden, weight, None, local, options, blocks.width), in_range, axis_name)
+    stats = _combine(_vocabulary.local_stats(hidden, weight, None, local, options, blocks.width), in_range, axis_name)
     loss, totals = _stats.label_loss(stats, options)
     norm = jnp.zeros_like(totals.lse[:, 0])
     if norms and segments is None:  # one pmax and one psum of a number per row more
-        squares = _linear.seed_squares(hidden, weight, None, local, counts, options, totals, blocks.width)
+        squares = _vocabulary.seed_squares(hidden, weight, None, local, counts, options, totals, blocks.width)
         norm = _norms.finished(_norms.joined(squares, axis_name))
     elif norms and segments is not None:  # and a psum of T x T numbers per sequence
         length = segments.shape[1]
-        grams = _linear.seed_grams(hidden, weight, None, local, counts, options, totals, blocks.width, length)
-        norm = _linear.grouped_norms(_norms.joined_grams(grams, axis_name), hidden, False, segments, counts)
-    outputs = (jnp.where(counts, loss[:, 0], 0.0), *_linear.token_stats(stats, totals, counts), norm)
+        grams = _vocabulary.seed_grams(hidden, weight, None, local, counts, options, totals, blocks.width, length)
+        norm = _vocabulary.grouped_norms(_norms.joined_grams(grams, axis_name), hidden, False, segments, counts)
+    outputs = (jnp.where(counts, loss[:, 0], 0.0), *_vocabulary.token_stats(stats, totals, counts), norm)
     return outputs, (hidden, weight, local, counts, options, totals)
 
 
@@ -245,7 +235,7 @@ def _linear_primal(
     options: _options.SoftmaxOptions | None,
     segments: jax.Array | None,
     axis_name: Any,
-    blocks: _linear.BlockPlan,
+    blocks: _plan.BlockPlan,
     norms: bool,
 ) -> tuple[jax.Array, ...]:
     return _linear_forward(hidden, weight, labels, counts, options, segments, axis_name, blocks, norms)[0]
@@ -255,17 +245,19 @@ _linear_rule = jax.custom_vjp(_linear_primal, nondiff_argnums=(6, 7, 8))
 
 
 def _linear_bwd(
-    axis_name: Any, blocks: _linear.BlockPlan, norms: bool, residuals: Any, cotangents: Any
+    axis_name: Any, blocks: _plan.BlockPlan, norms: bool, residuals: Any, cotangents: Any
 ) -> tuple[Any, ...]:
     # The lse, correctness and norm outputs reach the caller behind stop_gradient: their cotangents are 0.
     del norms
     hidden, weight, local, counts, options, totals = residuals
     row_cotangent = jnp.where(counts, cotangents[0], 0.0).astype(totals.max.dtype)[:, None]
-    d_hidden, d_weight, _ = _linear.backward_blocks(hidden, weight, None, local, options, totals, row_cotangent, blocks)
+    d_hidden, d_weight, _ = _vocabulary.backward_blocks(
+        hidden, weight, None, local, options, totals, row_cotangent, blocks
+    )
     # The hidden states feed every shard of the vocabulary: their gradient is one psum over the
     # axis (and over any other axis they are replicated on, as the weight is over a data axis).
-    d_hidden = _linear.summed_like(d_hidden.astype(hidden.dtype), hidden)
-    return d_hidden, _linear.summed_like(d_weight, weight).astype(weight.dtype), None, None, None, None
+    d_hidden = _mesh.summed_like(d_hidden.astype(hidden.dtype), hidden)
+    return d_hidden, _mesh.summed_like(d_weight, weight).astype(weight.dtype), None, None, None, None
 
 
 _linear_rule.defvjp(_linear_forward, _linear_bwd)
@@ -304,7 +296,7 @@ def linear_cross_entropy(
       axis_name: the mesh axis the vocabulary is split over.
       where: optional boolean mask with the batch shape.
       block_size: classes per block on each device (default: planned for the platform by
-        ``jaxloss._linear.plan_blocks``, as for the per-example ``jaxloss.linear_cross_entropy``).
+        ``jaxloss._plan.plan_blocks``, as for the per-example ``jaxloss.linear_cross_entropy``).
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
         ``jaxloss.linear_cross_entropy``, with the same meaning over the whole vocabulary.
         ``weights`` is this device's shard of the class weights, shape ``(V/k,)``.
@@ -350,7 +342,7 @@ def linear_cross_entropy(
     h, w, classes, _, mask = _linear.validate(hidden, weight, labels, None, where, block_size)
     batch = h.shape[:-1]
     rows = math.prod(batch)
-    compute = _linear.compute_dtype(h, w)
+    compute = _checks.compute_dtype(h, w)
     clip = None if clip_norm is None else _linear.clip_value(clip_norm, compute)
     norms = return_stats or clip is not None
     segments = _linear.segment_array(segment_ids, batch, norms)
@@ -361,33 +353,33 @@ def linear_cross_entropy(
     flat_classes, flat_counts = classes.reshape(rows), counts.reshape(rows)
     # The per-example rule on every platform: the blocks of its vocabulary from the plan.
     plan = functools.partial(
-        _linear.plan_blocks,
+        _plan.plan_blocks,
         rows,
         h.shape[-1],
         w.shape[1],
-        operand=_linear.product_dtype(h, w),
+        operand=_vocabulary.product_dtype(h, w),
         compute=compute,
         reduction="none",
         block_size=block_size,
     )
 
-    def blocked(operands: tuple[Any, ...], blocks: _linear.BlockPlan) -> tuple[jax.Array, ...]:
+    def blocked(operands: tuple[Any, ...], blocks: _plan.BlockPlan) -> tuple[jax.Array, ...]:
         return _linear_rule(*operands, axis_name, blocks, norms)
 
     flat_h = h.reshape(rows, h.shape[-1])
     operands = (flat_h, w, flat_classes, flat_counts, options, segments)
-    loss, lse, correct, norm = _linear.planned(blocked, operands, plan)
+    loss, lse, correct, norm = _plan.planned(blocked, operands, plan)
     if norms and segments is None:
-        norm = _linear.example_norms(jax.lax.stop_gradient(norm), jax.lax.stop_gradient(flat_h), False)
+        norm = _vocabulary.example_norms(jax.lax.stop_gradient(norm), jax.lax.stop_gradient(flat_h), False)
     if clip is not None:
-        loss = jax.lax.stop_gradient(_linear.clip_factors(norm, clip)) * loss
+        loss = jax.lax.stop_gradient(_vocabulary.clip_factors(norm, clip)) * loss
     if reduction == "none":
         loss = loss.reshape(batch)
     else:
         denominator = jnp.ones((), compute)
         if reduction == "mean":
             denominator = _example_weight(flat_classes, flat_counts, options, compute, w.shape[1], axis_name)
-        loss = _linear.over(jnp.sum(loss), denominator)
+        loss = _rows.over(jnp.sum(loss), denominator)
     return _linear.with_stats(loss, lse, correct, batch, return_stats, norm if norms else None)
 
 

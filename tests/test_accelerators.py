@@ -36,7 +36,7 @@ from jaxloss.tools import accelerators
 # jaxloss with the platform seam of _backend.py (issue 23): no float32 copies of bfloat16 logits on the H200 now.
 # Issue 24: the rules keep bfloat16 inputs as stored and recompute behind barriers (_backend, rule 8): the focal
 # loss 6.00 -> 0.00 (float32) and 17.00 -> 0.00 (bfloat16), poly-1 2.00 -> 0.00 (bfloat16) on the H200. And
-# linear_cross_entropy's blocks planned for the accelerator (_linear.plan_blocks): at 2048x8192 (D=512) one block
+# linear_cross_entropy's blocks planned for the accelerator (_plan.plan_blocks): at 2048x8192 (D=512) one block
 # of every class, its float32 logits and its seed (1.00 and 3.00 arrays of the operands' dtype; optax's 2 and 4),
 # where the CPU's 4 MiB blocks held 0.2-0.8.
 PINS = {
@@ -105,7 +105,7 @@ def test_temporaries_in_logits_sized_arrays(target, key):
         "python -m jaxloss.tools.accelerators --pins if the change is meant"
     )
     if key.startswith("linear_cross_entropy"):
-        # At this size the accelerator's plan (_linear.plan_blocks) takes every class in one block:
+        # At this size the accelerator's plan (_plan.plan_blocks) takes every class in one block:
         # no loop. Its loops at Llama 3's size: test_linear.py's H200 memory test.
         assert program.footprint.trip_counts == (), program.footprint.trip_counts
 

@@ -331,7 +331,7 @@ def test_bad_reduction_arguments_raise_naming_them(kwargs, error, named):
 
 
 def _plan(rows, dim, vocab, dtype=jnp.bfloat16, reduction="none", platform="cuda", **kwargs):
-    from jaxloss._linear import plan_blocks
+    from jaxloss._plan import plan_blocks
 
     return plan_blocks(
         rows, dim, vocab, operand=dtype, compute=jnp.float32, reduction=reduction, platform=platform, **kwargs
@@ -385,7 +385,7 @@ def test_the_device_memory_caps_the_budget():
     """At most 1/16 of the device's memory: a 16 GiB card gets 1 GiB blocks."""
     assert _plan(8192, 4096, 128256, memory=16 * 2**30) == ("vocabulary", 21376, 8192, True)
     assert _plan(8192, 4096, 128256, memory=150 * 2**30) == _plan(8192, 4096, 128256)
-    from jaxloss._linear import device_memory
+    from jaxloss._plan import device_memory
 
     assert device_memory() is None  # XLA-CPU reports none: the budgets alone
 
@@ -404,13 +404,13 @@ def test_block_size_is_the_same_blocks_on_every_platform():
 def test_the_weight_gradient_is_the_same_rounded_per_block_or_at_the_end(dtype, monkeypatch):
     """Each element of the weight's gradient is one float32 sum rounded once, whether each block
     is rounded as it is written (the accelerators' plan) or the whole at the end (the CPU's)."""
-    from jaxloss import _linear
+    from jaxloss import _linear, _plan
 
     rng = np.random.default_rng(3)
     hidden = jnp.asarray(rng.normal(size=(64, 16)), dtype)
     weight = jnp.asarray(0.5 * rng.normal(size=(16, 1000)), dtype)
     labels = jnp.asarray(rng.integers(0, 1000, 64))
-    plan_blocks = _linear.plan_blocks
+    plan_blocks = _plan.plan_blocks
     grads = {}
     for rounded in [False, True]:
         monkeypatch.setattr(
@@ -449,7 +449,7 @@ def test_llama3_head_compiled_for_an_h200_meets_the_memory_targets():
     the hidden states and the weight, N=8192, D=4096, V=128256, bfloat16. With its default blocks,
     ``reduction="mean"`` holds at most 4 GiB of temporaries and the per-example cost at most 3 GiB
     (issue 24's targets), where optax's unfused head holds the 4 GiB float32 logits and more; and
-    the blocks are the accelerators' (:func:`jaxloss._linear.plan_blocks`)."""
+    the blocks are the accelerators' (:func:`jaxloss._plan.plan_blocks`)."""
     from jaxloss.tools import accelerators
 
     reason = accelerators.missing("h200")

@@ -73,10 +73,10 @@ def test_grad_norms_equal_vmap_of_grad_in_float64(case, with_bias, reduction, x6
 def test_clipped_gradient_is_the_sum_of_clipped_per_example_gradients(with_bias, reduction, rule, x64, monkeypatch):
     """Both rules: blocks of rows (the CPU's plan with a reduction) and blocks of the vocabulary
     with a reduction after them (an accelerator's plan, forced here: 3 blocks, a remainder)."""
-    from jaxloss import _linear
+    from jaxloss import _linear, _plan
 
     if rule == "vocabulary":
-        monkeypatch.setattr(_linear, "plan_blocks", lambda rows, *a, **k: _linear.BlockPlan("vocabulary", 4, rows))
+        monkeypatch.setattr(_linear, "plan_blocks", lambda rows, *a, **k: _plan.BlockPlan("vocabulary", 4, rows))
     block_size = 4 if rule == "rows" else None
     hidden, weight, bias, labels = _inputs(1)
     b = bias if with_bias else None
@@ -198,10 +198,10 @@ def test_segment_norms_equal_the_gradient_of_each_segments_summed_loss_in_float6
     """Segments of 1 to 6 tokens, one not contiguous, with and without bias, options, where and
     ignore_index; blocks of 4 classes (a remainder of 3), blocks of whole sequences of rows, and
     the vocabulary rule under a reduction (an accelerator's plan, forced)."""
-    from jaxloss import _linear
+    from jaxloss import _linear, _plan
 
     if rule == "vocabulary, reduced":
-        monkeypatch.setattr(_linear, "plan_blocks", lambda rows, *a, **k: _linear.BlockPlan("vocabulary", 4, rows))
+        monkeypatch.setattr(_linear, "plan_blocks", lambda rows, *a, **k: _plan.BlockPlan("vocabulary", 4, rows))
     hidden, weight, bias, labels = _segment_inputs()
     options = dict(CASES[case])
     keep = np.ones((B, T), bool)
@@ -239,10 +239,10 @@ def test_segment_norms_equal_the_gradient_of_each_segments_summed_loss_in_float6
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("rule", ["rows", "vocabulary"])
 def test_segment_clipping_sums_each_segments_clipped_gradient(with_bias, rule, x64, monkeypatch):
-    from jaxloss import _linear
+    from jaxloss import _linear, _plan
 
     if rule == "vocabulary":
-        monkeypatch.setattr(_linear, "plan_blocks", lambda rows, *a, **k: _linear.BlockPlan("vocabulary", 4, rows))
+        monkeypatch.setattr(_linear, "plan_blocks", lambda rows, *a, **k: _plan.BlockPlan("vocabulary", 4, rows))
     hidden, weight, bias, labels = _segment_inputs(3)
     b = bias if with_bias else None
     keep = np.ones((B, T), bool)
