@@ -1,22 +1,23 @@
-"""Regenerates the README's measured tables from the JSON of one ``verify`` and one ``bench`` run.
+"""Regenerates the measured tables of the docs pages from the JSON of one ``verify`` and one ``bench`` run.
 
     jaxloss verify --json verify.json
     jaxloss bench --steps --json bench.json
     jaxloss bench --cost linear_cross_entropy --memory-plot memory.png --json memory.json
     python -m jaxloss.tools.readme --verify verify.json --bench bench.json --memory memory.json \
-        --figures notebooks/figures [README.md]
+        --figures notebooks/figures [PAGE ...]
 
-Each generated region of the README sits between ``<!-- begin: NAME -->`` and
-``<!-- end: NAME -->``; everything between them is replaced, and nothing outside them. Every
-region names the run it comes from (command, versions, machine and wall time), so that each
-number in it comes from that one run. Regions:
+Each generated region sits between ``<!-- begin: NAME -->`` and ``<!-- end: NAME -->`` in one of
+the pages (by default :data:`PAGES`, from the repository's root); everything between them is
+replaced, and nothing outside them. Every region names the run it comes from (command,
+versions, machine and wall time), so that each number in it comes from that one run. Regions:
 
-* ``verify-summary`` and ``verify-float32``: the pass count and the float32 precision table;
-* ``bench-summary``, ``bench-steps`` and ``bench-costs``: the training steps and the isolated
-  costs (the ``forward`` and ``reference`` rows left out, as the README does);
-* ``bench-linear-memory``: ``linear_cross_entropy``'s temporaries against the vocabulary, from a
-  run with ``--memory-plot`` (``--memory``), which ``--figures DIR`` redraws as
-  ``DIR/linear_memory.png``.
+* ``verify-summary`` and ``verify-float32`` (``docs/numerics.md``): the pass count and the
+  float32 precision table;
+* ``bench-summary``, ``bench-steps`` and ``bench-costs`` (``docs/performance.md``): the training
+  steps and the isolated costs (the ``forward`` and ``reference`` rows left out, as the page does);
+* ``bench-linear-memory`` (``docs/large_vocabularies.md``): ``linear_cross_entropy``'s
+  temporaries against the vocabulary, from a run with ``--memory-plot`` (``--memory``), which
+  ``--figures DIR`` redraws as ``DIR/linear_memory.png``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import Any
 from jaxloss.tools import bench as _bench
 from jaxloss.tools import verify as _verify
 
-LEFT_OUT = ("forward", "reference")  # bench rows the README does not show
+LEFT_OUT = ("forward", "reference")  # bench rows the docs do not show
+PAGES = ("docs/numerics.md", "docs/performance.md", "docs/large_vocabularies.md")  # the pages with regions
 
 
 def _minutes(seconds: float) -> str:
@@ -100,14 +102,42 @@ def replace_regions(text: str, regions: dict[str, str]) -> str:
     for name, body in regions.items():
         pattern = re.compile(rf"(<!-- begin: {re.escape(name)} -->\n).*?(\n<!-- end: {re.escape(name)} -->)", re.S)
         if not pattern.search(text):
-            raise ValueError(f"the README has no region {name!r}")
+            raise ValueError(f"the text has no region {name!r}")
         text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)  # noqa: B023 (used at once)
     return text
 
 
+def _has_region(text: str, name: str) -> bool:
+    return f"<!-- begin: {name} -->\n" in text
+
+
+def rewrite_pages(paths: Sequence[str], regions: dict[str, str]) -> dict[str, list[str]]:
+    """Replaces each region in the one page of ``paths`` that holds it; returns the names rewritten
+    per page. Raises ``ValueError``, before writing anything, for a region that no page or several
+    pages hold."""
+    texts = {}
+    for path in paths:
+        with open(path) as f:
+            texts[path] = f.read()
+    where: dict[str, list[str]] = {}
+    for name in regions:
+        holders = [path for path, text in texts.items() if _has_region(text, name)]
+        if len(holders) != 1:
+            found = "no page" if not holders else ", ".join(holders)
+            raise ValueError(f"region {name!r}: {found} of {', '.join(paths)} holds it (one must)")
+        where.setdefault(holders[0], []).append(name)
+    for path, names in where.items():
+        text = replace_regions(texts[path], {name: regions[name] for name in names})
+        with open(path, "w") as f:
+            f.write(text)
+    return where
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxloss.tools.readme", description=__doc__.split("\n\n")[0])
-    parser.add_argument("readme", nargs="?", default="README.md", help="the file to rewrite (default README.md)")
+    parser.add_argument(
+        "pages", nargs="*", default=list(PAGES), help=f"the pages to rewrite (from the root: {', '.join(PAGES)})"
+    )
     parser.add_argument("--verify", metavar="JSON", help="the JSON of one `jaxloss verify --json` run")
     parser.add_argument("--bench", metavar="JSON", help="the JSON of one `jaxloss bench --json` run")
     parser.add_argument("--memory", metavar="JSON", help="the JSON of a `jaxloss bench --memory-plot P --json` run")
@@ -125,11 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 regions.update(make(json.load(f)))
     if not regions:
         parser.error("give --verify, --bench or both")
-    with open(args.readme) as f:
-        text = f.read()
-    with open(args.readme, "w") as f:
-        f.write(replace_regions(text, regions))
-    print(f"{args.readme}: rewrote {', '.join(sorted(regions))}")
+    try:
+        where = rewrite_pages(args.pages, regions)
+    except ValueError as error:
+        parser.error(str(error))
+    for path, names in where.items():
+        print(f"{path}: rewrote {', '.join(sorted(names))}")
     return 0
 
 
