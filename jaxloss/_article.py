@@ -25,8 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _clamp, _options
-
-Axes = tuple[int, ...]
+from jaxloss._checks import Axes
 
 
 def _y_log_a(probs: jax.Array, labels: jax.Array) -> jax.Array:

@@ -32,8 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _backend
-
-Axes = tuple[int, ...]
+from jaxloss._checks import Axes
 
 
 def _power_of_two(exponent: jax.Array, dtype: Any) -> jax.Array:

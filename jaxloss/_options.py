@@ -87,6 +87,17 @@ def nonnegative_scalar(value: float | jax.typing.ArrayLike, name: str, dtype: jn
     return _scalar(value, name, dtype, 0.0, np.inf, open_high=True)
 
 
+def _to_logits_shape(array: jax.Array, name: str, shape: tuple[int, ...]) -> jax.Array:
+    """``array`` broadcast to the logits' ``shape``, or a ``ValueError`` naming the option and both shapes."""
+    try:
+        broadcast = np.broadcast_shapes(array.shape, shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(f"`{name}` with shape {array.shape} must broadcast to the shape {shape} of `logits`.")
+    return jnp.broadcast_to(array, shape)
+
+
 def bounded_array(
     value: jax.typing.ArrayLike, name: str, like: jax.Array | jax.ShapeDtypeStruct, low: float, high: float
 ) -> jax.Array:
@@ -97,13 +108,7 @@ def bounded_array(
     """
     array = _array_option(value, name, like.dtype)
     if array.ndim:
-        try:
-            shape = np.broadcast_shapes(array.shape, like.shape)
-        except ValueError:
-            shape = None
-        if shape != like.shape:
-            raise ValueError(f"`{name}` with shape {array.shape} must broadcast to the shape {like.shape} of `logits`.")
-        array = jnp.broadcast_to(array, like.shape)
+        array = _to_logits_shape(array, name, like.shape)
     inside = (array >= low) & ((array <= high) if np.isfinite(high) else (array < high))
     try:
         concrete = np.asarray(inside)
@@ -151,16 +156,7 @@ def sigmoid_options(
         if value is None:
             arrays[name] = None
             continue
-        array = _array_option(value, name, dtype)
-        try:
-            shape = np.broadcast_shapes(array.shape, logits.shape)
-        except ValueError:
-            shape = None
-        if shape != logits.shape:
-            raise ValueError(
-                f"`{name}` with shape {array.shape} must broadcast to the shape {logits.shape} of `logits`."
-            )
-        arrays[name] = jnp.broadcast_to(array, logits.shape)
+        arrays[name] = _to_logits_shape(_array_option(value, name, dtype), name, logits.shape)
     options = SigmoidOptions(smoothing, arrays["weights"], arrays["pos_weight"], positive_cap(soft_cap, dtype))
     return None if all(o is None for o in options) else options
 

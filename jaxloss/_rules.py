@@ -46,8 +46,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _backend, _checks, _norms
+from jaxloss._checks import Axes
 
-Axes = tuple[int, ...]
 Forward = Callable[[jax.Array, jax.Array, Any, Axes], tuple[jax.Array, Any]]
 Seed = Callable[[Any, Axes], tuple[jax.Array, jax.Array | None]]
 Reference = Callable[[jax.Array, jax.Array, Any, Axes], jax.Array]

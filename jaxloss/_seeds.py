@@ -154,9 +154,7 @@ def poly_loss_cross_entropy_half_terms_from_stats(
     """
     probs, is_max, total = _softmax_from_stats(logits, stats, precise=True)
     rest = jnp.where(is_max, _compensated.divide(stats.rest, total), 1.0 - probs)
-    largest = jnp.finfo(logits.dtype).max
-    row_scale = 1.0 + _backend.row_select(stats.max == jnp.inf, largest)
-    half_gap = (0.5 * jnp.minimum(stats.max, largest) - 0.5 * jnp.minimum(logits, largest)) * row_scale
+    half_gap = _stats.half_gap(logits, stats.max)
     direct = (0.5 * _stats.log_total(stats) + half_gap) + (0.5 * epsilon) * rest
     t = stats.rest
     w = _compensated.divide(t, 2.0 + t)

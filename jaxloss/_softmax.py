@@ -26,11 +26,8 @@ def _soft_loss(logits: jax.Array, labels: jax.Array, axes: Axes) -> tuple[jax.Ar
     the former to ``+inf``; ``times_infinity`` takes ``inf * 0`` as 0.
     """
     stats = _stats.softmax_stats(logits, axes)
-    largest = jnp.finfo(logits.dtype).max
-    half_shift = 0.5 * jnp.minimum(stats.max, largest)
-    row_scale = 1.0 + _backend.row_select(stats.max == jnp.inf, largest)
-    half_gap = half_shift - 0.5 * jnp.minimum(logits, largest)  # (M - z)/2: +inf at a -inf logit
-    half_loss = 0.5 * _stats.log_total(stats) + half_gap * row_scale  # -log(p)/2, +inf where p = 0
+    half_gap = _stats.half_gap(logits, stats.max)  # (M - z)/2: +inf at a -inf logit
+    half_loss = 0.5 * _stats.log_total(stats) + half_gap  # -log(p)/2, +inf where p = 0
     loss = 2.0 * jnp.sum(_backend.times_infinity(half_loss, labels), axis=axes, keepdims=True)
     loss = jnp.where(_stats.live_rows(stats.max), loss, 0.0)
     return jnp.squeeze(loss, axes), stats

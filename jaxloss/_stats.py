@@ -29,8 +29,20 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _backend, _compensated
+from jaxloss._checks import Axes
 
-Axes = tuple[int, ...]
+
+def half_gap(logits: jax.Array, row_max: jax.Array) -> jax.Array:
+    """:math:`(M - z_j)/2`, halved so that logits of ±3e38 do not overflow; ``+inf`` at a ``-inf`` logit.
+
+    In a row whose maximum is ``+inf`` the gap is taken from the largest float and multiplied by
+    a per-row factor of the largest float, which sends the finite logits' gaps (at least
+    :math:`2^{103}`) to ``+inf`` and leaves the ``+inf`` logits' 0 (``times_infinity`` then reads
+    ``inf * 0`` as 0). The one form of the soft-label loss (``_softmax``) and poly-1's terms (``_seeds``).
+    """
+    largest = jnp.finfo(logits.dtype).max
+    row_scale = 1.0 + _backend.row_select(row_max == jnp.inf, largest)
+    return (0.5 * jnp.minimum(row_max, largest) - 0.5 * jnp.minimum(logits, largest)) * row_scale
 
 
 def shifted_logits(logits: jax.Array, row_max: jax.Array) -> jax.Array:
