@@ -121,6 +121,22 @@ class TokenStats(NamedTuple):
         With ``segment_ids``, each token holds the norm of its segment's summed gradient.
 
     None carries a gradient (``stop_gradient``); penalise the lse with ``z_loss=``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> hidden, weight = jnp.array([[3.0, 4.0]]), jnp.zeros((2, 4))
+      >>> _, stats = jaxloss.linear_cross_entropy(hidden, weight, jnp.array([1]), return_stats=True)
+      >>> print(stats.lse, stats.correct)  # log 4; every class ties
+      [1.3862944] [ True]
+      >>> print(stats.grad_norm)  # |softmax - onehot| |h| = sqrt(3/4) * 5
+      [4.330127]
+
+    References:
+      A. Chowdhery et al., "PaLM" (2022): the z-loss on the log-sum-exp. M. Paul et al., "Deep
+      Learning on a Data Diet" (2021): per-example gradient norms (GraNd). X. Li et al., "Large
+      Language Models Can Be Strong Differentially Private Learners" (2022): a sequence's
+      norm from Gram matrices.
     """
 
     lse: jax.Array
@@ -166,7 +182,7 @@ def linear_cross_entropy(
     * ``reduction="mean"`` or ``"sum"``: a scalar, whose cotangent is one number, so on the CPU
       the forward pass forms the gradients as it goes, a block of rows at a time, and the
       backward pass only scales them: three matrix products, the unfused cost's count. On an
-      accelerator the blocks are planned for its memory (:func:`plan_blocks`): one block of
+      accelerator the blocks are planned for its memory: one block of
       rows where the logits fit, otherwise the per-example rule in a few large blocks of
       classes, which keeps no float32 copy of the weight's gradient. ``"mean"`` divides by the
       weight of the examples that count, torch's ``reduction="mean"``: their number, or with
@@ -177,6 +193,11 @@ def linear_cross_entropy(
     the logsumexp, the softmax, the seed and the weight gradient's accumulator are float32; the
     gradients come back in the inputs' dtypes.
 
+    Reverse mode only: the rule is a ``custom_vjp``, so ``jax.grad``, ``jax.vjp`` and
+    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise. There is no
+    forward-mode twin (it would store the logits' tangents): for those, form the logits and use
+    ``jaxloss.forward.softmax_cross_entropy_with_integer_labels``.
+
     Args:
       hidden: floating hidden states, shape ``(..., D)``.
       weight: floating output weight, shape ``(D, V)``.
@@ -186,7 +207,7 @@ def linear_cross_entropy(
         gradient.
       block_size: classes per block, on every platform; with a reduction, a block of rows holds
         as many logits. By default the blocks are planned for the platform the program is
-        compiled for (:func:`plan_blocks`): on the CPU about 4 MiB of float32 logits, a
+        compiled for: on the CPU about 4 MiB of float32 logits, a
         multiple of 128 (with a reduction 256 rows, at most 32 MiB); on an accelerator the
         fewest even blocks within 2 GiB (3 GiB with a reduction) and 1/16 of its memory.
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
@@ -232,6 +253,16 @@ def linear_cross_entropy(
       ...     hidden, weight, jnp.array([0, 3]), reduction="mean", return_stats=True)
       >>> print(loss, stats.lse, stats.correct)  # every class ties for the arg-max
       1.3862944 [1.3862944 1.3862944] [ True  True]
+
+    References:
+      E. Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models" (2024): the
+      logits a block at a time, never stored. M. Milakov and N. Gimelshein, "Online normalizer
+      calculation for softmax" (2018): the streaming log-sum-exp. M. Abadi et al., "Deep
+      Learning with Differential Privacy" (2016): per-example clipping. X. Li et al., "Large
+      Language Models Can Be Strong Differentially Private Learners" (2022): ghost clipping,
+      the norm of a sequence's gradient from Gram matrices. M. Paul et al., "Deep Learning on
+      a Data Diet" (2021): the GraNd score. torch's ``cross_entropy`` (options and
+      ``reduction="mean"``); PaLM (z-loss); Gemma 2 (soft cap).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}.")

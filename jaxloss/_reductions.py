@@ -52,6 +52,10 @@ def mean(
       1.0
       >>> float(jaxloss.mean(jnp.array([1.0, 2.0]), where=jnp.array([False, False])))
       0.0
+
+    References:
+      torch's ``nn.CrossEntropyLoss`` (``reduction="mean"`` with class weights divides by the
+      weights of the targets); ``optax.losses`` leave the reduction to the caller.
     """
     values = _checks.as_array(losses, "losses")
     _checks.require_floating(values, "losses")

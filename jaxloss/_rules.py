@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec
 
@@ -171,14 +172,20 @@ def in_namespace(cost: Callable[Params, jax.Array], namespace: str) -> Callable[
         with way(namespace):
             return cost(*args, **kwargs)
 
-    # The twin keeps the cost's module, so its examples run once, as the cost's doctest.
-    twin.__doc__ = f"{cost.__doc__}\n    {_NOTES[namespace]}\n"
+    # The twin keeps the cost's module, so its examples run once, as the cost's doctest. The
+    # cost's paragraph on its modes of differentiation is the custom_vjp's: the twin states its own.
+    doc = _REVERSE_MODE_ONLY.sub("\n", cost.__doc__ or "")
+    twin.__doc__ = f"{doc}\n    {_NOTES[namespace]}\n"
     return twin
 
 
+_REVERSE_MODE_ONLY = re.compile(r"\n    Reverse mode only:.*?\n\n", re.DOTALL)
+
+
 _NOTES = {
-    JVP: "In :mod:`jaxloss.forward`: the same seed as a ``custom_jvp`` rule, for forward mode.",
-    REFERENCE: "In :mod:`jaxloss.reference`: the article's literal formula, differentiated by autodiff.",
+    JVP: "In :mod:`jaxloss.forward`: the same seed as a ``custom_jvp`` rule, for forward mode and reverse mode"
+    " (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``, ``jax.grad``).",
+    REFERENCE: "In :mod:`jaxloss.reference`: the article's literal formula, differentiated by autodiff in either mode.",
 }
 
 

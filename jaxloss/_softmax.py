@@ -208,6 +208,10 @@ def softmax_cross_entropy(
     classes), the gradient within 4 ulp of :math:`\\epsilon \\max(|a \\sum y|, |y|)`, allowing the
     rounding of :math:`z - \\max z`; a confident row's :math:`p_l - 1` keeps its digits.
 
+    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
+    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
+    ``jaxloss.forward.softmax_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+
     Args:
       logits: floating logits with classes along ``axis``.
       labels: per-class target weights, broadcastable with ``logits``.
@@ -259,16 +263,27 @@ def softmax_cross_entropy(
 def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike) -> jax.Array:
     """Softmax cross-entropy over the last axis, with ``0 log 0 = 0``.
 
+    .. math::
+      \\ell(z, y) = -\\sum_j y_j \\log \\operatorname{softmax}(z)_j,
+      \\qquad y_j = 0 \\text{ and } z_j = -\\infty \\;\\Rightarrow\\; y_j \\log p_j = 0,
+      \\qquad \\frac{\\partial \\ell}{\\partial z} = \\Big(\\sum_j y_j\\Big) a - y
+
     optax's name for a softmax cross-entropy that treats ``-inf`` logits with zero labels as
-    contributing 0. Every jaxloss softmax cost already does, so this equals
-    ``softmax_cross_entropy(logits, labels)``.
+    contributing 0 (a masked class). Every jaxloss softmax cost already does, so this equals
+    ``softmax_cross_entropy(logits, labels)`` with its accuracy (4 ulp for the sum over the
+    classes); it takes no options.
+
+    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
+    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
+    ``jaxloss.forward.safe_softmax_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
 
     Args:
-      logits: floating logits with classes on the last axis.
-      labels: per-class target weights, broadcastable with ``logits``.
+      logits: floating logits, ``[..., num_classes]``.
+      labels: per-class target weights, ``[..., num_classes]`` or broadcastable to the logits'
+        shape.
 
     Returns:
-      The loss of each example.
+      The loss of each example, ``[...]`` (the logits' shape without the class axis).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -309,6 +324,10 @@ def softmax_cross_entropy_with_integer_labels(
     within 2 ulp and the gradient within 4 ulp, allowing the rounding of :math:`z - \\max z`.
     Labels outside ``[0, C)`` give NaN. As in optax, ``where`` restricts the normaliser: a label
     whose class is dropped still reads its logit (with or without options).
+
+    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
+    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
+    ``jaxloss.forward.softmax_cross_entropy_with_integer_labels`` (the same seed as a ``custom_jvp`` rule) for those.
 
     Args:
       logits: floating logits with classes along ``axis``.
@@ -405,6 +424,10 @@ def poly_loss_cross_entropy(
     row statistics, not subtracted, and for ε = -1 the loss :math:`-\\log p_t - (1 - p_t)
     \\approx (1 - p_t)^2/2` is summed without cancellation. ``0 log 0 = 0``: a ``-inf`` logit with
     a zero label is a masked class.
+
+    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
+    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
+    ``jaxloss.forward.poly_loss_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
 
     Args:
       logits: floating logits with classes along ``axis``.

@@ -5,7 +5,7 @@ place of the loss of each example, the Euclidean norm of that loss's gradient wi
 the cost's first argument, over the axes the cost reduces (element-wise costs: the magnitude
 :math:`|\\partial\\ell/\\partial z|` of each element). It is the norm of the closed-form seed of
 :mod:`jaxloss.seeds`, formed from the cost's own row statistics in two more passes over the
-classes (``jaxloss._norms``): the largest magnitude, then the sum of squares scaled by its power
+classes: the largest magnitude, then the sum of squares scaled by its power
 of two. No per-example gradient is stored, no square underflows or overflows, and at the label
 the seed is :math:`-R/S` (the other classes' share), not :math:`p_l - 1`, so a confident row
 keeps its digits: for integer labels without options,

@@ -17,11 +17,11 @@ poly-1 (softmax)                  :math:`p \\sum_j y_j c_j - y c`               
 KL, log-predictions               :math:`-t`                                    beyond the article
 ================================  ============================================  ===========================
 
-The math of each seed is written once, in the private ``jaxloss._seeds``; the rules of
-:mod:`jaxloss` pair it with its cost. These functions evaluate exactly that seed through the
-cost's rule (the cotangent of every example is 1), so they take the same arguments, options,
-masks and checks as the cost, and raise the same errors. Gradients come back in the dtype of the
-argument they are taken for.
+The math of each seed is written once, and each cost's rule declares it beside the cost's
+forward formula (the docs' "Where things live" page names the files). These functions evaluate
+exactly that seed through the cost's rule (the cotangent of every example is 1), so they take
+the same arguments, options, masks and checks as the cost, and raise the same errors. Gradients
+come back in the dtype of the argument they are taken for.
 """
 
 from __future__ import annotations

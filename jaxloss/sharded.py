@@ -144,11 +144,20 @@ def softmax_cross_entropy_with_integer_labels(
 ) -> jax.Array:
     """Softmax cross-entropy with integer labels, the classes split over the mesh axis ``axis_name``.
 
+    .. math::
+      \\ell = \\log \\sum_{k} S_k e^{M_k - M} - (z_l - M), \\qquad M = \\max_k M_k,
+      \\qquad \\frac{\\partial \\ell}{\\partial z^{(k)}}
+      = \\operatorname{softmax}(z)^{(k)} - \\operatorname{onehot}(l)^{(k)}
+
+    where device :math:`k` holds the logits :math:`z^{(k)}`, their maximum :math:`M_k` and
+    :math:`S_k = \\sum_{j \\in k} e^{z_j - M_k}` (the label's term is kept apart, as in the
+    single-device cost, so a confident row keeps its digits).
+
     Call it inside ``shard_map`` with this device's shard of the logits, shape ``(..., V/k)`` on
     the last axis, and the global labels. It equals the single-device
     ``jaxloss.softmax_cross_entropy_with_integer_labels`` of the gathered logits, with the same
     options, in value and gradient, without gathering them: per token, one ``pmax`` and one
-    ``psum`` of two numbers (more with options: see the README's table).
+    ``psum`` of two numbers (more with options: see the table in the docs' "Beyond one device" page).
 
     Args:
       logits: this device's floating logits, classes on the last axis.
@@ -175,6 +184,15 @@ def softmax_cross_entropy_with_integer_labels(
       ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P()))
       >>> print(cost(logits, jnp.array([0, 3])))
       [1.3862944 1.3862944]
+
+    Reverse mode only (a ``custom_vjp`` rule whose backward pass sends nothing): ``jax.jvp``
+    and ``jax.hessian`` raise.
+
+    References:
+      M. Shoeybi et al., "Megatron-LM: Training Multi-Billion Parameter Language Models Using
+      Model Parallelism" (2019): the cross-entropy of a vocabulary split across devices, from
+      each device's maximum and sum. J. Lalin, "Feedforward Neural Networks in Depth, Part 3:
+      Cost Functions" (2021): dJ/dZ = A - Y.
     """
     z = _checks.as_array(logits, "logits")
     _checks.require_floating(z, "logits")
@@ -286,8 +304,8 @@ def linear_cross_entropy(
     Call it inside ``shard_map`` with the full hidden states ``(..., D)`` (replicated over the
     axis), this device's shard of the weight ``(D, V/k)`` and the global labels. The logits are
     computed block by block on each device and never stored or communicated: per token, one
-    ``pmax`` and one ``psum`` of two numbers forward (more with options: see the README's
-    table), and one ``psum`` of the hidden states' gradient, an ``(N, D)`` array, backward.
+    ``pmax`` and one ``psum`` of two numbers forward (more with options: see the table in the
+    docs' "Beyond one device" page), and one ``psum`` of the hidden states' gradient, an ``(N, D)`` array, backward.
 
     Args:
       hidden: floating hidden states ``(..., D)``, the same on every device of the axis.
@@ -295,8 +313,8 @@ def linear_cross_entropy(
       labels: global integer class ids with the batch shape.
       axis_name: the mesh axis the vocabulary is split over.
       where: optional boolean mask with the batch shape.
-      block_size: classes per block on each device (default: planned for the platform by
-        ``jaxloss._plan.plan_blocks``, as for the per-example ``jaxloss.linear_cross_entropy``).
+      block_size: classes per block on each device (default: planned for the platform, as for
+        the per-example rule of ``jaxloss.linear_cross_entropy``).
       label_smoothing, weights, ignore_index, z_loss, soft_cap: the options of
         ``jaxloss.linear_cross_entropy``, with the same meaning over the whole vocabulary.
         ``weights`` is this device's shard of the class weights, shape ``(V/k,)``.
@@ -332,6 +350,15 @@ def linear_cross_entropy(
       ...     mesh=mesh, in_specs=(P(), P(None, "vocab"), P()), out_specs=P()))
       >>> print(cost(jnp.ones((2, 3)), weight, jnp.array([0, 3])))  # log 4 + 1e-4 (log 4)^2
       [1.3864865 1.3864865]
+
+    Reverse mode only, as ``jaxloss.linear_cross_entropy``: ``jax.jvp`` and ``jax.hessian``
+    raise.
+
+    References:
+      M. Shoeybi et al., "Megatron-LM" (2019): the vocabulary split across devices. E. Wijmans
+      et al., "Cut Your Losses in Large-Vocabulary Language Models" (2024): the logits a block
+      at a time, never stored. X. Li et al., "Large Language Models Can Be Strong
+      Differentially Private Learners" (2022): a sequence's gradient norm from Gram matrices.
     """
     if reduction not in _linear.REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {_linear.REDUCTIONS}, got {reduction!r}.")
