@@ -231,8 +231,8 @@ def _newest_source() -> float:
 
 
 def test_the_api_reference_has_every_public_name(tmp_path):
-    """From docs/_build/html when it is newer than the sources (.ci/run builds it, then runs this
-    test again), else from a build of its own when Sphinx is installed (about 10 s)."""
+    """From docs/_build/html when it is newer than the sources (.ci/run builds it before the suite),
+    else from a build of its own when Sphinx is installed (about 10 s)."""
     inventory = BUILT / "objects.inv"
     if not (inventory.exists() and inventory.stat().st_mtime >= _newest_source()):
         if importlib.util.find_spec("sphinx") is None or importlib.util.find_spec("myst_nb") is None:

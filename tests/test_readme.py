@@ -56,8 +56,12 @@ def test_every_python_block_of_the_readme_runs(number):
 
 
 def test_jaxloss_command_runs_verify_and_reports_success():
+    # Two costs, one dtype: the command's plumbing and its verdict. .ci/run runs the whole of it (every cost,
+    # float32 and float64) in the accelerators' portable forms, and tests/test_numerics.py scores every cost
+    # against mpmath in the CPU's forms.
+    costs = ("softmax_cross_entropy_with_integer_labels", "sigmoid_focal_loss")
     result = subprocess.run(
-        [sys.executable, "-m", "jaxloss", "verify", "--dtype", "float32"],
+        [sys.executable, "-m", "jaxloss", "verify", "--dtype", "float32", *(f"--cost={cost}" for cost in costs)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -65,6 +69,7 @@ def test_jaxloss_command_runs_verify_and_reports_success():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
+    assert all(cost in result.stdout for cost in costs)
 
 
 def test_the_command_line_explains_itself_and_prints_its_versions():

@@ -5,8 +5,6 @@ its cost's sum with them, and every public seed documents its math, Args, Return
 import inspect
 import pathlib
 import re
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -102,32 +100,7 @@ def test_an_option_cannot_be_passed_by_position(name):
         seed(*args, 0.5)
 
 
-def test_mypy_sees_the_seeds_options(tmp_path):
-    pytest.importorskip("mypy")
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(
-        "from jaxloss import seeds\n"
-        "reveal_type(seeds.softmax_cross_entropy_with_integer_labels_grad)\n"
-        "reveal_type(seeds.poly_loss_cross_entropy_labels_grad)\n"
-        "seeds.sigmoid_focal_loss_grad(1.0, 1.0, gama=2.0)\n"
-        "seeds.sigmoid_binary_cross_entropy_grad(1.0, 1.0, 0.1)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", "/dev/null", str(snippet)],
-        capture_output=True,
-        text=True,
-        env={"MYPYPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        check=False,
-        timeout=300,
-    )
-    out = result.stdout
-    revealed = re.findall(r'Revealed type is "(.*)"', out)
-    assert len(revealed) == 2, out + result.stderr
-    assert "label_smoothing:" in revealed[0] and "ignore_index: int | None" in revealed[0], revealed[0]
-    assert "**" not in revealed[0] and "**" not in revealed[1]
-    assert "epsilon:" in revealed[1] and "axis:" in revealed[1] and "where:" in revealed[1], revealed[1]
-    assert 'Unexpected keyword argument "gama"' in out, out
-    assert 'Too many positional arguments for "sigmoid_binary_cross_entropy_grad"' in out, out
+# The seeds' signatures as mypy sees them: tests/test_signatures.py (one mypy run for all).
 
 
 # --- a seed with options is the gradient of its cost's sum with them ------------------------------------

@@ -24,14 +24,20 @@ def test_twins_show_their_costs_full_signature(namespace, name):
     assert inspect.signature(twin).parameters  # not (*args, **kwargs)
 
 
-def test_mypy_reveals_the_twins_signatures(tmp_path):
+def test_mypy_reveals_the_twins_and_the_seeds_signatures(tmp_path):
+    """One mypy run (about 10 s) for jaxloss.forward's and jaxloss.reference's twins and the seeds' options."""
     pytest.importorskip("mypy")
     snippet = tmp_path / "snippet.py"
     snippet.write_text(
         "import jaxloss\n"
+        "from jaxloss import seeds\n"
         "reveal_type(jaxloss.forward.softmax_cross_entropy_with_integer_labels)\n"
         "reveal_type(jaxloss.reference.sigmoid_focal_loss)\n"
+        "reveal_type(seeds.softmax_cross_entropy_with_integer_labels_grad)\n"
+        "reveal_type(seeds.poly_loss_cross_entropy_labels_grad)\n"
         "jaxloss.forward.softmax_cross_entropy(1.0, 1.0, not_an_option=1)\n"
+        "seeds.sigmoid_focal_loss_grad(1.0, 1.0, gama=2.0)\n"
+        "seeds.sigmoid_binary_cross_entropy_grad(1.0, 1.0, 0.1)\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", "/dev/null", str(snippet)],
@@ -43,10 +49,16 @@ def test_mypy_reveals_the_twins_signatures(tmp_path):
     )
     out = result.stdout
     revealed = re.findall(r'Revealed type is "(.*)"', out)
-    assert len(revealed) == 2, out + result.stderr
-    assert "label_smoothing:" in revealed[0] and "ignore_index: int | None" in revealed[0]
-    assert "alpha:" in revealed[1] and "gamma:" in revealed[1]
-    assert 'Unexpected keyword argument "not_an_option"' in out  # the checker sees the options
+    assert len(revealed) == 4, out + result.stderr
+    twin, reference, integer_seed, poly_seed = revealed
+    assert "label_smoothing:" in twin and "ignore_index: int | None" in twin, twin
+    assert "alpha:" in reference and "gamma:" in reference, reference
+    assert "label_smoothing:" in integer_seed and "ignore_index: int | None" in integer_seed, integer_seed
+    assert "**" not in integer_seed and "**" not in poly_seed
+    assert "epsilon:" in poly_seed and "axis:" in poly_seed and "where:" in poly_seed, poly_seed
+    assert 'Unexpected keyword argument "not_an_option"' in out, out  # the checker sees the options
+    assert 'Unexpected keyword argument "gama"' in out, out
+    assert 'Too many positional arguments for "sigmoid_binary_cross_entropy_grad"' in out, out
 
 
 def _rules_of(module):
