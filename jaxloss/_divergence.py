@@ -140,9 +140,9 @@ def kl_divergence(
     rounded once, so nearly matching rows keep the digits of that rounding; with
     :func:`kl_divergence_with_log_targets` the difference is exact.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.kl_divergence`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.kl_divergence`` (the same seed as a ``custom_jvp`` rule) for those.
 
     Args:
       log_predictions: floating log-probabilities with classes along ``axis``.
@@ -189,9 +189,10 @@ def kl_divergence_with_log_targets(
     give exactly 0. A log-target of ``-inf`` is a zero-probability class: it costs 0 with a zero
     gradient for both arguments (the limit of :math:`t \\log t`).
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.kl_divergence_with_log_targets`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.kl_divergence_with_log_targets`` (the same seed as a ``custom_jvp``
+    rule) for those.
 
     Args:
       log_predictions: floating log-probabilities with classes along ``axis``.

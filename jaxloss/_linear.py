@@ -193,10 +193,10 @@ def linear_cross_entropy(
     the logsumexp, the softmax, the seed and the weight gradient's accumulator are float32; the
     gradients come back in the inputs' dtypes.
 
-    Reverse mode only: the rule is a ``custom_vjp``, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise. There is no
-    forward-mode twin (it would store the logits' tangents): for those, form the logits and use
-    ``jaxloss.forward.softmax_cross_entropy_with_integer_labels``.
+    Forward mode needs the unfused twin: the rule is a ``custom_vjp``, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise. There is no fused forward-mode twin (it would store the logits' tangents): for those,
+    form the logits and use ``jaxloss.forward.softmax_cross_entropy_with_integer_labels``.
 
     Args:
       hidden: floating hidden states, shape ``(..., D)``.

@@ -91,9 +91,10 @@ def binary_cross_entropy(probs: jax.typing.ArrayLike, labels: jax.typing.ArrayLi
     finite loss (0 when the label agrees) and a finite seed of the right sign, unlike clipping,
     which zeroes the gradient; values outside [0, 1] give NaN.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.binary_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.binary_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for
+    those.
 
     Args:
       probs: floating probabilities in [0, 1], any shape.
@@ -135,9 +136,10 @@ def categorical_cross_entropy(
     is raised to the smallest normal number, so an exact 0 with a positive label gives a finite
     loss and a finite negative seed; values outside [0, 1] give NaN.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.categorical_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.categorical_cross_entropy`` (the same seed as a ``custom_jvp``
+    rule) for those.
 
     Args:
       probs: floating probabilities with classes along ``axis``.
@@ -185,9 +187,10 @@ def multilabel_cross_entropy(
     The article's multi-label J(A, Y) and its seed dJ/dA, per example, with the clamp policy of
     :func:`binary_cross_entropy`.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.multilabel_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.multilabel_cross_entropy`` (the same seed as a ``custom_jvp`` rule)
+    for those.
 
     Args:
       probs: floating probabilities with labels along ``axis``.

@@ -174,12 +174,12 @@ def in_namespace(cost: Callable[Params, jax.Array], namespace: str) -> Callable[
 
     # The twin keeps the cost's module, so its examples run once, as the cost's doctest. The
     # cost's paragraph on its modes of differentiation is the custom_vjp's: the twin states its own.
-    doc = _REVERSE_MODE_ONLY.sub("\n", cost.__doc__ or "")
+    doc = _NEEDS_THE_TWIN.sub("\n", cost.__doc__ or "")
     twin.__doc__ = f"{doc}\n    {_NOTES[namespace]}\n"
     return twin
 
 
-_REVERSE_MODE_ONLY = re.compile(r"\n    Reverse mode only:.*?\n\n", re.DOTALL)
+_NEEDS_THE_TWIN = re.compile(r"\n    Forward mode needs the twin:.*?\n\n", re.DOTALL)
 
 
 _NOTES = {

@@ -177,9 +177,10 @@ def sigmoid_binary_cross_entropy(
     non-negative terms: within 2 ulp of the exact loss, and the gradient within 4 ulp, for any
     finite logit. Infinite logits take their limits.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.sigmoid_binary_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.sigmoid_binary_cross_entropy`` (the same seed as a ``custom_jvp``
+    rule) for those.
 
     Args:
       logits: floating logits, any shape.
@@ -234,9 +235,10 @@ def sigmoid_multilabel_cross_entropy(
     binary seed); the sum and the mask are left to autodiff. Within 4 ulp for soft labels (a
     sum of rounded terms), 2 ulp for hard ones; the gradient within 4 ulp.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.sigmoid_multilabel_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.sigmoid_multilabel_cross_entropy`` (the same seed as a
+    ``custom_jvp`` rule) for those.
 
     Args:
       logits: floating logits with labels along ``axis``.
@@ -317,9 +319,10 @@ def sigmoid_focal_loss(
     :math:`(1 - p_t)^{\\gamma - 1}`, so they are finite for :math:`\\gamma < 1` and at any
     finite logit. Infinite logits take their limits.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.sigmoid_focal_loss`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.sigmoid_focal_loss`` (the same seed as a ``custom_jvp`` rule) for
+    those.
 
     Args:
       logits: floating logits, any shape.

@@ -208,9 +208,10 @@ def softmax_cross_entropy(
     classes), the gradient within 4 ulp of :math:`\\epsilon \\max(|a \\sum y|, |y|)`, allowing the
     rounding of :math:`z - \\max z`; a confident row's :math:`p_l - 1` keeps its digits.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.softmax_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.softmax_cross_entropy`` (the same seed as a ``custom_jvp`` rule)
+    for those.
 
     Args:
       logits: floating logits with classes along ``axis``.
@@ -273,9 +274,10 @@ def safe_softmax_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.
     ``softmax_cross_entropy(logits, labels)`` with its accuracy (4 ulp for the sum over the
     classes); it takes no options.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.safe_softmax_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.safe_softmax_cross_entropy`` (the same seed as a ``custom_jvp``
+    rule) for those.
 
     Args:
       logits: floating logits, ``[..., num_classes]``.
@@ -325,9 +327,10 @@ def softmax_cross_entropy_with_integer_labels(
     Labels outside ``[0, C)`` give NaN. As in optax, ``where`` restricts the normaliser: a label
     whose class is dropped still reads its logit (with or without options).
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.softmax_cross_entropy_with_integer_labels`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.softmax_cross_entropy_with_integer_labels`` (the same seed as a
+    ``custom_jvp`` rule) for those.
 
     Args:
       logits: floating logits with classes along ``axis``.
@@ -425,9 +428,10 @@ def poly_loss_cross_entropy(
     \\approx (1 - p_t)^2/2` is summed without cancellation. ``0 log 0 = 0``: a ``-inf`` logit with
     a zero label is a masked class.
 
-    Reverse mode only: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp`` and
-    ``jax.vmap`` work, but ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise; use
-    ``jaxloss.forward.poly_loss_cross_entropy`` (the same seed as a ``custom_jvp`` rule) for those.
+    Forward mode needs the twin: the seed is a ``custom_vjp`` rule, so ``jax.grad``, ``jax.vjp``,
+    ``jax.vmap`` and ``jax.hessian`` (forward over reverse) work, but ``jax.jvp`` and ``jax.jacfwd``
+    raise; use ``jaxloss.forward.poly_loss_cross_entropy`` (the same seed as a ``custom_jvp`` rule)
+    for those.
 
     Args:
       logits: floating logits with classes along ``axis``.

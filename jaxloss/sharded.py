@@ -185,8 +185,8 @@ def softmax_cross_entropy_with_integer_labels(
       >>> print(cost(logits, jnp.array([0, 3])))
       [1.3862944 1.3862944]
 
-    Reverse mode only (a ``custom_vjp`` rule whose backward pass sends nothing): ``jax.jvp``
-    and ``jax.hessian`` raise.
+    No forward mode: a ``custom_vjp`` rule (whose backward pass sends nothing), so ``jax.jvp``
+    and ``jax.jacfwd`` raise.
 
     References:
       M. Shoeybi et al., "Megatron-LM: Training Multi-Billion Parameter Language Models Using
@@ -351,7 +351,7 @@ def linear_cross_entropy(
       >>> print(cost(jnp.ones((2, 3)), weight, jnp.array([0, 3])))  # log 4 + 1e-4 (log 4)^2
       [1.3864865 1.3864865]
 
-    Reverse mode only, as ``jaxloss.linear_cross_entropy``: ``jax.jvp`` and ``jax.hessian``
+    No forward mode, as for ``jaxloss.linear_cross_entropy``: ``jax.jvp`` and ``jax.jacfwd``
     raise.
 
     References:

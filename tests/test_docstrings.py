@@ -22,7 +22,7 @@ PUBLIC = [
 ]
 FUNCTIONS = [entry for entry in PUBLIC if not inspect.isclass(entry[2])]
 CLASSES = [entry for entry in PUBLIC if inspect.isclass(entry[2])]
-REVERSE_ONLY = [name for module, name, _ in FUNCTIONS if module == "jaxloss" and name != "mean"]
+CUSTOM_VJP = [name for module, name, _ in FUNCTIONS if module == "jaxloss" and name != "mean"]
 
 
 def test_the_namespaces_hold_what_the_issue_counts():
@@ -61,38 +61,42 @@ def test_no_public_docstring_sends_a_reader_to_a_private_module(documented):
     assert not re.search(r"jaxloss\._\w|\b_\w+\.py\b|plan_blocks", inspect.getdoc(thing) or ""), name
 
 
-@pytest.mark.parametrize("name", REVERSE_ONLY)
-def test_reverse_mode_only_is_stated_and_names_a_twin_that_has_forward_mode(name):
-    """That jax.jvp raises for each cost and works for its twin: tests/test_transforms.py (and below for the fused
-    output layer, which has no twin of its own)."""
+@pytest.mark.parametrize("name", CUSTOM_VJP)
+def test_each_custom_vjp_cost_says_forward_mode_needs_a_twin_and_names_it(name):
+    """That jax.jvp and jax.jacfwd raise for each cost, that jax.hessian works, and that the twin does forward
+    mode: tests/test_transforms.py (and below for the fused output layer, which has no twin of its own)."""
     doc = inspect.getdoc(getattr(jaxloss, name)) or ""
-    assert "Reverse mode only" in doc
+    flat = doc.replace("\n", " ")
+    assert "Forward mode needs the" in flat and "``jax.jvp`` and ``jax.jacfwd`` raise" in flat
+    assert "``jax.hessian`` (forward over reverse) work" in flat
     twin = re.search(r"``jaxloss\.forward\.(\w+)``", doc)
     assert twin is not None, f"{name} names no forward-mode twin"
     assert twin.group(1) == (name if name != "linear_cross_entropy" else "softmax_cross_entropy_with_integer_labels")
-    assert "Reverse mode only" not in (inspect.getdoc(getattr(forward, twin.group(1))) or "")
-    assert "Reverse mode only" not in (inspect.getdoc(getattr(reference, twin.group(1))) or "")
+    assert "Forward mode needs" not in (inspect.getdoc(getattr(forward, twin.group(1))) or "")
+    assert "Forward mode needs" not in (inspect.getdoc(getattr(reference, twin.group(1))) or "")
 
 
-def test_the_fused_output_layer_is_reverse_mode_only_and_its_named_twin_gives_the_jvp():
-    hidden = jnp.array([[0.3, -1.2, 2.0], [1.5, 0.25, -0.5]], jnp.float32)
-    weight = jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4)
-    labels = jnp.array([1, 3])
-    tangent = jnp.cos(jnp.arange(hidden.size, dtype=jnp.float32)).reshape(hidden.shape)
+def test_the_fused_output_layer_has_no_jvp_but_a_hessian_and_its_named_twin_gives_the_jvp(x64):
+    hidden = jnp.array([[0.3, -1.2, 2.0], [1.5, 0.25, -0.5]])
+    weight = jnp.sin(jnp.arange(15.0)).reshape(3, 5)
+    labels = jnp.array([1, 4])
+    tangent = jnp.cos(jnp.arange(hidden.size, dtype=hidden.dtype)).reshape(hidden.shape)
 
     def fused(h):
         return jaxloss.linear_cross_entropy(h, weight, labels, reduction="sum")
 
-    with pytest.raises(TypeError, match="forward-mode"):
-        jax.jvp(fused, (hidden,), (tangent,))
-
     def twin(h):
         return jnp.sum(forward.softmax_cross_entropy_with_integer_labels(h @ weight, labels))
 
+    for transform in (lambda f: jax.jvp(f, (hidden,), (tangent,)), lambda f: jax.jacfwd(f)(hidden)):
+        with pytest.raises(TypeError, match="forward-mode"):
+            transform(fused)
     _, directional = jax.jvp(twin, (hidden,), (tangent,))
-    np.testing.assert_allclose(directional, jnp.vdot(jax.grad(fused)(hidden), tangent), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(directional, jnp.vdot(jax.grad(fused)(hidden), tangent), rtol=1e-12)
+    np.testing.assert_allclose(jax.hessian(fused)(hidden), jax.hessian(twin)(hidden), rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("name", sharded.__all__)
-def test_the_sharded_costs_state_reverse_mode_only(name):
-    assert "Reverse mode only" in (inspect.getdoc(getattr(sharded, name)) or "")
+def test_the_sharded_costs_say_they_have_no_forward_mode(name):
+    doc = (inspect.getdoc(getattr(sharded, name)) or "").replace("\n", " ")
+    assert "No forward mode" in doc and "``jax.jvp`` and ``jax.jacfwd`` raise" in doc
